@@ -1,0 +1,1 @@
+"""Orchestration: config, stage cache, CLI (`skylink`), executors and the report."""

@@ -1,0 +1,248 @@
+"""Stages as `(inputs, config) -> artifact dir` with a manifest, a cache key and per-item resume.
+
+A stage's key is the hash of its own config sections and the keys of its inputs' manifests. A
+finished stage with the same key is skipped. Per-item work (one building) is written to a temporary
+dir and renamed into place with an `item.json` record, so a killed run resumes with the items it
+had finished and never mistakes a half-written item for a finished one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pipeline.cache import (
+    ITEM_RECORD,
+    MANIFEST,
+    _remove,
+    atomic_write_json,
+    clear_stale_tmp,
+    hash_json,
+    package_versions,
+    read_json,
+)
+from pipeline.config import Config, section_dict
+from pipeline.log import log
+
+# Bump to invalidate every cache when the meaning of artifacts changes.
+CACHE_VERSION = 1
+
+
+class StageError(RuntimeError):
+    pass
+
+
+@dataclass
+class Stage:
+    name: str
+    sections: tuple[str, ...]
+    needs: tuple[str, ...]
+    run: Callable[["StageContext"], dict | None]
+    help: str = ""
+    # Extra cache-key content beyond config and inputs (e.g. a fingerprint of an external folder).
+    fingerprint: Callable[[Config], dict] | None = None
+
+
+@dataclass
+class StageContext:
+    stage: Stage
+    workdir: Path
+    config: Config
+    key: str
+    input_keys: dict[str, str]
+    force: bool = False
+    items: dict[str, dict] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def out(self) -> Path:
+        return self.workdir / self.stage.name
+
+    @property
+    def section(self) -> Any:
+        return getattr(self.config, self.stage.sections[0])
+
+    @property
+    def log(self) -> logging.Logger:
+        return log
+
+    @property
+    def workers(self) -> int:
+        return max(1, self.config.executor.workers)
+
+    @property
+    def executor(self) -> str:
+        return self.config.executor.kind
+
+    def input(self, name: str) -> Path:
+        if name not in self.stage.needs:
+            raise StageError(f"stage {self.stage.name} does not declare {name!r} as an input")
+        return self.workdir / name
+
+    def manifest(self, name: str) -> dict:
+        m = read_json(self.input(name) / MANIFEST)
+        if m is None:
+            raise StageError(f"{self.input(name) / MANIFEST}: missing; run stage {name!r} first")
+        return m
+
+    def ok_items(self, name: str) -> list[str]:
+        """Ids of an input stage's items that finished ok."""
+        items = self.manifest(name).get("items", {})
+        return sorted(k for k, v in items.items() if v.get("status") == "ok")
+
+    def run_items(self, items: dict[str, str], fn: Callable[..., dict | None], desc: str | None = None, **kwargs) -> dict[str, dict]:
+        """Run `fn(item_id, out_tmp, **kwargs)` for every item whose inputs or config changed."""
+        from pipeline.executors import map_items
+
+        section_key = hash_json({s: section_dict(self.config, s) for s in self.stage.sections} | {"v": CACHE_VERSION})
+        self.out.mkdir(parents=True, exist_ok=True)
+        clear_stale_tmp(self.out)
+        todo: list[tuple[str, str]] = []
+        counts = {"new": 0, "changed": 0, "cached": 0, "failed": 0, "ok": 0}
+        previous = (read_json(self.out / MANIFEST) or {}).get("items", {})
+        for item_id, input_hash in sorted(items.items()):
+            item_key = hash_json([section_key, input_hash])
+            rec = read_json(self.out / item_id / ITEM_RECORD)
+            if not self.force and rec and rec.get("key") == item_key and rec.get("status") == "ok":
+                self.items[item_id] = rec
+                counts["cached"] += 1
+                continue
+            if rec or item_id in previous:
+                counts["changed"] += 1
+            else:
+                counts["new"] += 1
+            todo.append((item_id, item_key))
+        # Items that left the inputs leave the cache too, so downstream never sees them.
+        for p in self.out.iterdir():
+            if p.is_dir() and not p.name.startswith(".") and p.name not in items and (p / ITEM_RECORD).exists():
+                _remove(p)
+        if todo:
+            log.info("%s: %d to compute, %d cached", self.stage.name, len(todo), counts["cached"])
+        for item_id, rec in map_items(
+            _run_one, todo, fn=fn, out_root=self.out, kwargs=kwargs,
+            executor=self.executor, workers=self.workers, ray_address=self.config.executor.ray_address,
+            desc=desc or self.stage.name,
+        ):
+            self.items[item_id] = rec
+            if rec["status"] != "ok":
+                counts["failed"] += 1
+                log.warning("%s: %s failed: %s", self.stage.name, item_id, rec.get("reason"))
+        counts["ok"] = sum(1 for r in self.items.values() if r.get("status") == "ok")
+        self.counts = counts
+        return self.items
+
+
+def _run_one(item_id: str, item_key: str, fn: Callable[..., dict | None], out_root: Path, kwargs: dict) -> dict:
+    """Compute one item into a temporary dir and rename it into place (module-level: picklable)."""
+    import os
+
+    final = out_root / item_id
+    tmp = out_root / f".tmp-{item_id}-{os.getpid()}"
+    _remove(tmp)
+    tmp.mkdir(parents=True)
+    t0 = time.time()
+    try:
+        info = fn(item_id, tmp, **kwargs) or {}
+    except Exception as e:  # one bad building must not stop the others
+        _remove(tmp)
+        reason = f"{type(e).__name__}: {e}".strip()
+        log.debug("%s", traceback.format_exc())
+        return {"status": "failed", "reason": reason.splitlines()[0], "key": item_key, "seconds": round(time.time() - t0, 3)}
+    rec = {"status": "ok", "key": item_key, "seconds": round(time.time() - t0, 3)} | _jsonable(info)
+    atomic_write_json(tmp / ITEM_RECORD, rec)
+    if final.exists():
+        old = out_root / f".old-{item_id}-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(tmp, final)
+        _remove(old)
+    else:
+        os.replace(tmp, final)
+    return rec
+
+
+def _jsonable(info: dict) -> dict:
+    import json
+
+    return json.loads(json.dumps(info, default=str))
+
+
+def stage_key(stage: Stage, config: Config, input_keys: dict[str, str]) -> str:
+    return hash_json({
+        "stage": stage.name,
+        "sections": {s: section_dict(config, s) for s in stage.sections},
+        "inputs": input_keys,
+        "external": stage.fingerprint(config) if stage.fingerprint else {},
+        "v": CACHE_VERSION,
+    })
+
+
+def input_keys_of(stage: Stage, workdir: Path) -> dict[str, str]:
+    keys = {}
+    for need in stage.needs:
+        m = read_json(workdir / need / MANIFEST)
+        if not m or not m.get("finished"):
+            raise StageError(f"stage {stage.name!r} needs {need!r}, which has not finished in {workdir}; run `skylink {need}` first")
+        keys[need] = m["key"]
+    return keys
+
+
+def is_cached(stage: Stage, config: Config, workdir: Path) -> bool:
+    try:
+        key = stage_key(stage, config, input_keys_of(stage, workdir))
+    except StageError:
+        return False
+    m = read_json(workdir / stage.name / MANIFEST)
+    return bool(m and m.get("finished") and m.get("key") == key)
+
+
+def run_stage(stage: Stage, config: Config, workdir: Path, force: bool = False) -> dict:
+    """Run one stage unless its key matches a finished manifest. Returns the manifest."""
+    workdir = Path(workdir)
+    input_keys = input_keys_of(stage, workdir)
+    key = stage_key(stage, config, input_keys)
+    out = workdir / stage.name
+    old = read_json(out / MANIFEST)
+    if not force and old and old.get("finished") and old.get("key") == key:
+        log.info("%s: cached (key %s)", stage.name, key)
+        return old
+    out.mkdir(parents=True, exist_ok=True)
+    clear_stale_tmp(out)
+    ctx = StageContext(stage=stage, workdir=workdir, config=config, key=key, input_keys=input_keys, force=force)
+    log.info("%s: running", stage.name)
+    t0 = time.time()
+    summary = stage.run(ctx) or {}
+    seconds = time.time() - t0
+    if ctx.items and ctx.counts.get("ok", 0) == 0:
+        reasons = sorted({r.get("reason", "?") for r in ctx.items.values()})
+        raise StageError(f"{stage.name}: every item failed ({'; '.join(reasons)[:300]})")
+    manifest = {
+        "stage": stage.name,
+        "key": key,
+        "config_hash": hash_json({s: section_dict(config, s) for s in stage.sections}),
+        "config": {s: section_dict(config, s) for s in stage.sections},
+        "inputs": input_keys,
+        "versions": package_versions(),
+        "items": {k: {kk: vv for kk, vv in v.items() if kk != "key"} for k, v in sorted(ctx.items.items())},
+        "counts": ctx.counts,
+        "timings": {"seconds": round(seconds, 3)},
+        "summary": _jsonable(summary),
+        "finished": True,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    atomic_write_json(out / MANIFEST, manifest)
+    log.info("%s: done in %.1f s%s", stage.name, seconds, _fmt_counts(ctx.counts))
+    return manifest
+
+
+def _fmt_counts(counts: dict[str, int]) -> str:
+    if not counts:
+        return ""
+    return " (" + ", ".join(f"{v} {k}" for k, v in counts.items() if v) + ")"
+
+
+def config_as_dict(config: Config) -> dict:
+    return dataclasses.asdict(config)

@@ -1,0 +1,45 @@
+"""Configuration of the 3D stages (the `reconstruct` and `render` sections)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ReconstructConfig:
+    """Per-building SfM (pycolmap), alignment into a metric gravity-up frame and multi-scale clouds."""
+
+    # features
+    max_image_size: int = 512
+    max_num_features: int = 4096
+    # matching: auto picks spatial with position priors, exhaustive up to exhaustive_max_images,
+    # else sequential with retrieval loop closure
+    matcher: str = "auto"            # auto | exhaustive | sequential | spatial
+    exhaustive_max_images: int = 30
+    sequential_overlap: int = 6      # neighbours in capture order matched with each image
+    loop_closure_neighbors: int = 5  # retrieved look-alike images per image (0: none)
+    spatial_neighbors: int = 12      # nearest prior positions matched with each image
+    # mapping
+    mapper: str = "incremental"      # incremental | global
+    camera_mode: str = "single"      # single (shared intrinsics) | per_image
+    camera_model: str = "SIMPLE_RADIAL"  # used when intrinsics are unknown
+    use_known_intrinsics: bool = True
+    use_position_priors: bool = True
+    use_exif_gps: bool = True        # GPS in EXIF -> local ENU priors when none are given
+    min_registered_ratio: float = 0.5
+    num_threads: int = -1            # -1: all cores
+    seed: int = 0
+    # alignment: RANSAC inlier threshold as a fraction of the priors' extent
+    align_max_error: float = 0.05
+    # multi-scale clouds
+    n_scales: int = 3
+    outlier_neighbors: int = 20      # statistical outlier removal (open3d)
+    outlier_std_ratio: float = 2.0
+    voxel_size: float = 0.005        # fraction of the orbit radius (0: no downsampling)
+
+
+@dataclass
+class RenderConfig:
+    n_views: int = 10
+    image_size: int = 128
+    point_size: float = 2.0          # pixels
+    device: str = "auto"             # auto | cpu | cuda

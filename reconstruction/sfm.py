@@ -1,0 +1,247 @@
+"""Sparse SfM of one scene with pycolmap: image checks, SIFT extraction, orbit-aware matching, mapping."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pycolmap
+
+from reconstruction.config import ReconstructConfig
+from reconstruction.pairs import database_descriptors, retrieval_pairs, sequential_pairs, vlad_descriptors, write_pairs
+
+logger = logging.getLogger("skylink")
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+MATCHERS = ("auto", "exhaustive", "sequential", "spatial")
+MAPPERS = ("incremental", "global")
+
+
+class ReconstructionError(RuntimeError):
+    """A scene that cannot be reconstructed; the message names the reason."""
+
+
+@dataclass
+class SfMResult:
+    reconstruction: pycolmap.Reconstruction
+    timings: dict[str, float] = field(default_factory=dict)
+    matcher: str = ""
+    mapper: str = ""
+    n_pairs: int = 0
+    n_models: int = 0
+    known_intrinsics: bool = False
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside `folder`, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ReconstructionError(f"{folder}: not a directory of images")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def prepare_images(images: Path, scratch: Path) -> tuple[list[str], dict[str, str]]:
+    """Link the decodable images of `images` into `scratch`; return kept names and {skipped name: reason}.
+
+    COLMAP aborts a whole extraction on some undecodable files and silently drops others, so each
+    file is decoded once here and a broken one costs only itself, with a warning naming it.
+    """
+    scratch.mkdir(parents=True, exist_ok=True)
+    kept, skipped = [], {}
+    for path in list_images(images):
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if img is None or img.size == 0 or min(img.shape[:2]) < 16:
+            skipped[path.name] = "not a decodable image"
+            logger.warning("%s: not a decodable image; skipped", path)
+            continue
+        dst = scratch / path.name
+        try:
+            os.symlink(path.resolve(), dst)
+        except OSError:  # file systems without symlinks
+            shutil.copy2(path, dst)
+        kept.append(path.name)
+    return kept, skipped
+
+
+def _camera_from_K(K: np.ndarray, width: int, height: int) -> pycolmap.Camera:
+    K = np.asarray(K, dtype=np.float64)
+    return pycolmap.Camera(model="PINHOLE", width=int(width), height=int(height),
+                           params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]])
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    return int(img.shape[1]), int(img.shape[0])
+
+
+def extract(database: Path, image_dir: Path, names: list[str], cfg: ReconstructConfig,
+            intrinsics: dict[str, np.ndarray] | None = None) -> bool:
+    """Import the images with their cameras and extract SIFT; returns whether intrinsics were fixed."""
+    known = bool(cfg.use_known_intrinsics and intrinsics and all(n in intrinsics for n in names))
+    if cfg.use_known_intrinsics and intrinsics and not known:
+        logger.warning("%s: intrinsics given for only %d of %d images; estimating them instead",
+                       image_dir, sum(n in intrinsics for n in names), len(names))
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = cfg.camera_model
+    shared = cfg.camera_mode == "single"
+    if known:
+        Ks = [np.asarray(intrinsics[n], dtype=np.float64) for n in names]
+        shared = shared and all(np.allclose(K, Ks[0]) for K in Ks)
+    mode = pycolmap.CameraMode.SINGLE if shared else pycolmap.CameraMode.PER_IMAGE
+    pycolmap.import_images(database, image_dir, camera_mode=mode, image_names=names, options=reader)
+    if known:
+        db = pycolmap.Database.open(database)
+        try:
+            for im in db.read_all_images():
+                cam = db.read_camera(im.camera_id)
+                new = _camera_from_K(intrinsics[im.name], cam.width, cam.height)
+                new.camera_id = cam.camera_id
+                new.has_prior_focal_length = True
+                db.update_camera(new)
+        finally:
+            db.close()
+    opts = pycolmap.FeatureExtractionOptions()
+    opts.max_image_size = cfg.max_image_size
+    opts.num_threads = cfg.num_threads
+    opts.sift.max_num_features = cfg.max_num_features
+    pycolmap.extract_features(database, image_dir, image_names=names, camera_mode=mode,
+                              reader_options=reader, extraction_options=opts, device=pycolmap.Device.cpu)
+    return known
+
+
+def write_position_priors(database: Path, priors: dict[str, np.ndarray]) -> int:
+    """Replace the database's pose priors (COLMAP stores raw EXIF GPS) by local metric positions."""
+    db = pycolmap.Database.open(database)
+    try:
+        db.clear_pose_priors()
+        n = 0
+        for im in db.read_all_images():
+            if im.name not in priors:
+                continue
+            prior = pycolmap.PosePrior(
+                corr_data_id=pycolmap.data_t(pycolmap.sensor_t(pycolmap.SensorType.CAMERA, im.camera_id), im.image_id),
+                position=np.asarray(priors[im.name], dtype=np.float64).reshape(3),
+                coordinate_system=pycolmap.PosePriorCoordinateSystem.CARTESIAN,
+            )
+            db.write_pose_prior(prior)
+            n += 1
+        return n
+    finally:
+        db.close()
+
+
+def pick_matcher(cfg: ReconstructConfig, n_images: int, has_priors: bool) -> str:
+    if cfg.matcher not in MATCHERS:
+        raise ValueError(f"reconstruct.matcher: {cfg.matcher!r} is not one of {MATCHERS}")
+    if cfg.matcher != "auto":
+        if cfg.matcher == "spatial" and not has_priors:
+            logger.warning("spatial matching needs position priors; using sequential matching instead")
+            return "sequential"
+        return cfg.matcher
+    if has_priors:
+        return "spatial"
+    return "exhaustive" if n_images <= cfg.exhaustive_max_images else "sequential"
+
+
+def match(database: Path, work: Path, names: list[str], cfg: ReconstructConfig, matcher: str,
+          priors: dict[str, np.ndarray] | None) -> int:
+    """Match the image pairs the chosen strategy proposes; returns the number of verified pairs."""
+    m_opts = pycolmap.FeatureMatchingOptions()
+    m_opts.num_threads = cfg.num_threads
+    v_opts = pycolmap.TwoViewGeometryOptions()
+    v_opts.ransac.random_seed = cfg.seed
+    if matcher == "exhaustive":
+        pycolmap.match_exhaustive(database, matching_options=m_opts, verification_options=v_opts, device=pycolmap.Device.cpu)
+    elif matcher == "spatial":
+        pos = np.stack([priors[n] for n in names if n in priors])
+        p_opts = pycolmap.SpatialPairingOptions()
+        p_opts.ignore_z = False  # a spiral descends: altitude separates the turns
+        p_opts.max_num_neighbors = cfg.spatial_neighbors
+        p_opts.max_distance = float(np.ptp(pos, axis=0).max() * 10 + 1.0)  # neighbour count decides, not range
+        p_opts.num_threads = cfg.num_threads
+        pycolmap.match_spatial(database, matching_options=m_opts, pairing_options=p_opts,
+                               verification_options=v_opts, device=pycolmap.Device.cpu)
+    elif matcher == "sequential":
+        pairs = sequential_pairs(names, cfg.sequential_overlap)
+        if cfg.loop_closure_neighbors > 0 and len(names) > cfg.sequential_overlap + 1:
+            desc = vlad_descriptors(database_descriptors(database, names), seed=cfg.seed)
+            pairs |= retrieval_pairs(names, desc, cfg.loop_closure_neighbors, min_index_gap=cfg.sequential_overlap + 1)
+        p_opts = pycolmap.ImportedPairingOptions()
+        p_opts.match_list_path = write_pairs(work / "pairs.txt", pairs)
+        pycolmap.match_image_pairs(database, matching_options=m_opts, pairing_options=p_opts,
+                                   verification_options=v_opts, device=pycolmap.Device.cpu)
+    else:
+        raise ValueError(f"unknown matcher {matcher!r}")
+    db = pycolmap.Database.open(database)
+    try:
+        return int(db.num_verified_image_pairs())
+    finally:
+        db.close()
+
+
+def map_scene(database: Path, image_dir: Path, work: Path, cfg: ReconstructConfig,
+              known_intrinsics: bool) -> tuple[pycolmap.Reconstruction, int]:
+    """Run the mapper and return its largest model and the number of models found."""
+    if cfg.mapper not in MAPPERS:
+        raise ValueError(f"reconstruct.mapper: {cfg.mapper!r} is not one of {MAPPERS}")
+    models_dir = work / "models"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.mapper == "global":
+        opts = pycolmap.GlobalPipelineOptions()
+        opts.num_threads = cfg.num_threads
+        opts.random_seed = cfg.seed
+        if known_intrinsics:
+            opts.mapper.bundle_adjustment.refine_focal_length = False
+            opts.mapper.bundle_adjustment.refine_extra_params = False
+        models = pycolmap.global_mapping(database, image_dir, models_dir, opts)
+    else:
+        opts = pycolmap.IncrementalPipelineOptions()
+        opts.num_threads = cfg.num_threads
+        opts.random_seed = cfg.seed
+        if known_intrinsics:
+            opts.ba_refine_focal_length = False
+            opts.ba_refine_principal_point = False
+            opts.ba_refine_extra_params = False
+            opts.mapper.abs_pose_refine_focal_length = False
+            opts.mapper.abs_pose_refine_extra_params = False
+        models = pycolmap.incremental_mapping(database, image_dir, models_dir, opts)
+    if not models:
+        raise ReconstructionError(f"{image_dir}: the {cfg.mapper} mapper found no model (too few matches between images)")
+    best = max(models.values(), key=lambda r: (r.num_reg_images(), r.num_points3D()))
+    return best, len(models)
+
+
+def run_sfm(image_dir: Path, names: list[str], work: Path, cfg: ReconstructConfig, *,
+            intrinsics: dict[str, np.ndarray] | None = None,
+            priors: dict[str, np.ndarray] | None = None) -> SfMResult:
+    """Extract, match and map the named images of `image_dir`, with scratch files in `work`."""
+    pycolmap.set_random_seed(cfg.seed)
+    # glog is chatty at INFO; keep it for debugging only.
+    pycolmap.logging.minloglevel = 0 if logger.isEnabledFor(logging.DEBUG) else 2
+    work.mkdir(parents=True, exist_ok=True)
+    database = work / "database.db"
+    if database.exists():
+        database.unlink()
+    timings = {}
+    t = time.perf_counter()
+    known = extract(database, image_dir, names, cfg, intrinsics)
+    if priors:
+        write_position_priors(database, priors)
+    timings["extract"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    has_priors = bool(priors) and sum(n in priors for n in names) >= max(3, len(names) // 2)
+    matcher = pick_matcher(cfg, len(names), has_priors)
+    n_pairs = match(database, work, names, cfg, matcher, priors)
+    timings["match"] = time.perf_counter() - t
+    logger.debug("%s: %s matching verified %d pairs", image_dir, matcher, n_pairs)
+
+    t = time.perf_counter()
+    rec, n_models = map_scene(database, image_dir, work, cfg, known)
+    timings["map"] = time.perf_counter() - t
+    return SfMResult(rec, timings, matcher, cfg.mapper, n_pairs, n_models, known)

@@ -1,0 +1,85 @@
+"""Configuration of the learning stages (`enhance`, `train`, `index`, `evaluate` sections)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class EnhanceConfig:
+    keep_share: float = 0.5
+    image_size: int = 224
+    device: str = "auto"
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    epochs: int = 10
+    batch_size: int = 16             # buildings per batch (one sample per building)
+    image_size: int = 224
+    device: str = "auto"
+    # model
+    backbone: str = "efficientnet_lite0"   # or "timm:<name>" (optional extra; weights from a local file)
+    backbone_weights: str | None = None    # local weights file for timm backbones
+    pretrained: bool = True
+    feature_stride: int = 32               # 32: 1x1 head output (1280 ch); 16: stage-5 output (112 ch)
+    freeze_stages: int = 2                 # stem + this many of the 7 backbone stages stay frozen
+    drop_connect_rate: float = 0.2
+    head: str = "pafa"                     # pafa | gem (ablation)
+    pafa_proj_channels: int = 256
+    pafa_grid: int = 4                     # patches per side after the patch split
+    pafa_depth: int = 4                    # mixer blocks
+    pafa_mlp_ratio: float = 1.0
+    pafa_out_channels: int = 128           # depth-wise projection size
+    pafa_out_rows: int = 4                 # row-wise projection size; descriptor = out_channels * out_rows
+    gem_p: float = 3.0
+    # 3D bridge
+    use_3d: bool = True
+    scales: tuple[int, ...] = (1, 2, 3)
+    render_modalities: tuple[str, ...] = ("color", "depth", "height")
+    render_image_size: int = 128
+    render_encoder: str = "efficientnet_lite0"
+    render_feature_dim: int = 1280         # channels of the frozen render encoder's global feature
+    adapter_hidden: int = 256
+    adapter_residual: float = 0.6
+    adapter_dropout: float = 0.1
+    view_dropout: float = 0.25             # share of views dropped per 3D sample (3D augmentation)
+    # GREM
+    use_grem: bool = True
+    # losses
+    temperature_init: float = 0.07        # learnable; logit scale starts at 1 / temperature_init
+    learn_temperature: bool = True
+    label_smoothing: float = 0.1
+    w_street_satellite: float = 1.0
+    w_street_3d: float = 1.0
+    w_3d_satellite: float = 1.0
+    ssl_weight: float = 3.0               # self-supervised InfoNCE per modality (two augmentations)
+    # augmentation
+    street_crop_scale: tuple[float, float] = (0.6, 1.0)
+    color_jitter: float = 0.3
+    blur_prob: float = 0.3
+    satellite_rot90: bool = True
+    # optimisation
+    lr: float = 3e-4
+    backbone_lr_scale: float = 0.1         # backbone learns slower than the freshly initialised heads
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    grad_clip: float = 1.0
+    amp: bool = True                       # only on CUDA
+    num_workers: int = 0
+    cache_images: int = 4096               # decoded training images kept in memory (0: none)
+    # validation and checkpoints
+    val_share: float = 0.1                 # train buildings held out for the R@1 printed per epoch
+    val_min_train: int = 4                 # no validation split when fewer train buildings would remain
+    keep_checkpoints: int = 1
+
+
+@dataclass
+class IndexConfig:
+    kind: str = "flat"               # flat | ivf | hnsw
+    device: str = "auto"
+
+
+@dataclass
+class EvaluateConfig:
+    ks: tuple[int, ...] = (1, 5, 10)

@@ -1,0 +1,58 @@
+"""Configuration of the synthetic world generator (the `synth` section)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SynthConfig:
+    """One procedural campus rendered into the University-1652 layout.
+
+    Ranges are `[low, high]` lists drawn uniformly per building or per image. Defaults are the
+    "demo" size; see DESIGN.md section 4 for why the world is built the way it is.
+    """
+
+    seed: int = 0
+    # splits
+    n_train: int = 8            # buildings with all views in train/
+    n_test: int = 6             # query buildings in test/ (disjoint from train)
+    n_distractors: int = 3      # gallery-only satellite tiles in test/
+    footprints: str | None = None   # optional GeoJSON of footprint polygons in metres (local ENU)
+    # campus style: how many facade styles and roof colours the campus palette holds; buildings
+    # draw facade and roof independently from it, so several buildings share a style
+    facade_styles: int = 4
+    roof_colours: int = 4
+    floors: list[int] = field(default_factory=lambda: [2, 9])
+    tower_share: float = 0.12   # share of buildings with 12-22 floors
+    trees_per_building: int = 14
+    cars_per_building: int = 8
+    # drone: a descending spiral looking at the building centre, one turn per altitude group
+    drone_images: int = 54      # a multiple of drone_groups; named image-01.jpeg ...
+    drone_groups: int = 3
+    drone_size: int = 256
+    drone_fov_deg: float = 60.0
+    drone_elevation_deg: list[float] = field(default_factory=lambda: [55.0, 25.0])  # first, last
+    drone_radius_scale: list[float] = field(default_factory=lambda: [1.15, 0.85])   # x orbit_radius
+    # satellite: north-up nadir orthographic tile centred on the building
+    satellite_size: int = 256
+    satellite_gsd: float = 0.4  # metres per pixel
+    # street: ground-level, narrow, often occluded, building not always centred
+    street_size: int = 256
+    street_per_building: int = 3
+    street_fov_deg: list[float] = field(default_factory=lambda: [35.0, 55.0])
+    street_height_m: list[float] = field(default_factory=lambda: [1.5, 2.5])
+    # google: extra street-level images, a share of which show other buildings
+    google_per_building: int = 4
+    google_wrong_share: float = 0.4
+    google_fov_deg: list[float] = field(default_factory=lambda: [40.0, 75.0])
+    google_height_m: list[float] = field(default_factory=lambda: [1.5, 12.0])
+    # lighting, per image (drone images of one flight share the sun, jittered by drone_sun_jitter_deg)
+    sun_elevation_deg: list[float] = field(default_factory=lambda: [25.0, 70.0])
+    sun_azimuth_deg: list[float] = field(default_factory=lambda: [0.0, 360.0])
+    drone_sun_jitter_deg: float = 3.0
+    ambient: list[float] = field(default_factory=lambda: [0.30, 0.50])
+    exposure: list[float] = field(default_factory=lambda: [0.85, 1.15])
+    white_balance: float = 0.06  # +- per-channel gain jitter
+    shadows: bool = True
+    sensor_noise: float = 0.01
+    jpeg_quality: int = 92
