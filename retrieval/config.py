@@ -6,8 +6,12 @@ from dataclasses import dataclass
 
 @dataclass
 class EnhanceConfig:
-    keep_share: float = 0.5
+    keep_share: float = 0.5          # share of each building's google images kept as extra street samples
+    score: str = "mean"              # mean (similarity to the mean street embedding) | max (best street image)
     image_size: int = 224
+    batch_size: int = 32
+    encoder: str = "efficientnet_lite0"   # frozen encoder (backbone name, as train.backbone)
+    encoder_weights: str | None = None    # local weights for timm encoders
     device: str = "auto"
 
 
@@ -76,10 +80,23 @@ class TrainConfig:
 
 @dataclass
 class IndexConfig:
-    kind: str = "flat"               # flat | ivf | hnsw
-    device: str = "auto"
+    kind: str = "flat"               # flat (exact) | ivf | hnsw | auto (flat below auto_threshold, else ivf)
+    auto_threshold: int = 100_000    # gallery size from which `auto` switches to IVF
+    nlist: int = 0                   # IVF lists; 0: about 4 sqrt(N)
+    nprobe: int = 16                 # IVF lists visited per query
+    hnsw_m: int = 32
+    ef_construction: int = 200
+    ef_search: int = 128
+    checkpoint: str = "last.pt"      # file name in the train stage's dir
+    batch_size: int = 32             # embedding batch size
+    image_size: int = 0              # 0: the image size the checkpoint was trained with
+    device: str = "auto"             # auto | cpu | cuda (torch embedding and faiss-gpu when present)
 
 
 @dataclass
 class EvaluateConfig:
-    ks: tuple[int, ...] = (1, 5, 10)
+    ks: tuple[int, ...] = (1, 5, 10)     # Recall@K reported besides R@top1% and AP
+    top_k: int = 10                      # gallery names per query in the ranks CSV and answer.txt
+    curve_max_k: int = 50                # last K of the Recall@K curve plot
+    device: str = "auto"                 # device of the exact full-gallery ranking
+    answer: bool = True                  # write answer.txt / answer.zip for street -> satellite
