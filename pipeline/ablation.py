@@ -1,0 +1,128 @@
+"""The ablation study: the same training budget for the full model and each part removed, over seeds.
+
+Each run is a work dir of its own under WORKDIR/ablation/<variant>-s<seed>/ whose upstream stages
+(data, reconstruct, render, enhance) are links to the main work dir's, so the 3D cache and the
+GREM lists are computed once and only train, index and evaluate run per variant and seed.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import statistics
+from pathlib import Path
+
+from pipeline.cache import atomic_write_json, atomic_write_text, read_json, workdir_lock
+from pipeline.config import Config
+from pipeline.log import log
+from pipeline.stage import run_stage
+from pipeline.stages import get_stage
+
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "full": ("full model (PAFA + 3D bridge + GREM + self-supervised)", {}),
+    "no3d": ("without the 3D bridge", {"use_3d": False}),
+    "gem": ("without PAFA (GeM pooling)", {"head": "gem"}),
+    "nogrem": ("without GREM", {"use_grem": False}),
+    "nossl": ("without the self-supervised term", {"ssl_weight": 0.0}),
+}
+SHARED = ("data", "reconstruct", "render", "enhance")
+PER_RUN = ("train", "index", "evaluate")
+METRICS = ("R@1", "R@5", "R@10", "AP")
+
+
+def variant_config(cfg: Config, variant: str, seed: int) -> Config:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown ablation variant {variant!r} (known: {', '.join(VARIANTS)})")
+    out = copy.deepcopy(cfg)
+    for k, v in VARIANTS[variant][1].items():
+        if not hasattr(out.train, k):
+            raise ValueError(f"ablation variant {variant!r} needs train.{k}, which this TrainConfig lacks")
+        setattr(out.train, k, v)
+    out.train.seed = seed
+    return out
+
+
+def run_ablation(cfg: Config, workdir: Path, seeds: int = 3, variants: list[str] | None = None) -> dict:
+    workdir = Path(workdir)
+    variants = variants or list(VARIANTS)
+    for v in variants:
+        variant_config(cfg, v, 0)  # fail fast on a bad name before any work
+    with workdir_lock(workdir):
+        for name in SHARED:
+            run_stage(get_stage(name), cfg, workdir)
+    results: dict[str, dict] = {}
+    for variant in variants:
+        runs = []
+        for seed in range(seeds):
+            run_dir = workdir / "ablation" / f"{variant}-s{seed}"
+            _link_shared(workdir, run_dir)
+            vcfg = variant_config(cfg, variant, seed)
+            log.info("ablation: %s, seed %d", variant, seed)
+            with workdir_lock(run_dir):
+                for name in PER_RUN:
+                    run_stage(get_stage(name), vcfg, run_dir)
+            metrics = read_json(run_dir / "evaluate" / "metrics.json") or {}
+            runs.append(_street_metrics(metrics))
+        results[variant] = {"label": VARIANTS[variant][0], "runs": runs, **_aggregate(runs)}
+    baseline = _colour_baseline(workdir)
+    payload = {"seeds": seeds, "variants": results, "baseline": baseline, "train": _train_budget(cfg)}
+    atomic_write_json(workdir / "ablation" / "results.json", payload)
+    table = format_ablation(payload)
+    atomic_write_text(workdir / "ablation" / "table.md", table + "\n")
+    print(table)
+    return payload
+
+
+def _link_shared(workdir: Path, run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in SHARED:
+        link = run_dir / name
+        target = os.path.relpath(workdir / name, run_dir)
+        if link.is_symlink() and os.readlink(link) == target:
+            continue
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(target, target_is_directory=True)
+
+
+def _street_metrics(metrics: dict) -> dict:
+    tasks = metrics.get("tasks", metrics)
+    m = tasks.get("street->satellite") or next((v for k, v in tasks.items() if isinstance(v, dict) and "street" in k), {})
+    return {k: float(m[k]) for k in METRICS if k in m}
+
+
+def _aggregate(runs: list[dict]) -> dict:
+    out = {}
+    for k in METRICS:
+        vals = [r[k] for r in runs if k in r]
+        if vals:
+            out[k] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+    return out
+
+
+def _colour_baseline(workdir: Path) -> dict | None:
+    """The trivial colour-histogram matcher on the same test split: how easy the world is."""
+    try:
+        from synthetic.baseline import colour_histogram_recall
+    except ImportError:
+        return None
+    tree = workdir / "data" / "tree"
+    return colour_histogram_recall(tree) if tree.exists() else None
+
+
+def _train_budget(cfg: Config) -> dict:
+    t = cfg.train
+    return {k: getattr(t, k) for k in ("epochs", "batch_size", "image_size") if hasattr(t, k)}
+
+
+def format_ablation(payload: dict) -> str:
+    seeds = payload.get("seeds", 1)
+    lines = [f"street->satellite on the test split, mean ± std over {seeds} seed(s), same training budget",
+             "", "| variant | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+    for v in payload["variants"].values():
+        cells = [f"{v[k]['mean']:.2f} ± {v[k]['std']:.2f}" if k in v else "-" for k in METRICS]
+        lines.append(f"| {v['label']} | " + " | ".join(cells) + " |")
+    b = payload.get("baseline")
+    if b:
+        cells = [f"{float(b[k]):.2f}" if k in b else "-" for k in METRICS]
+        lines.append("| colour-histogram matcher (no learning) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
