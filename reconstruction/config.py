@@ -39,7 +39,22 @@ class ReconstructConfig:
 
 @dataclass
 class RenderConfig:
-    n_views: int = 10
-    image_size: int = 128
-    point_size: float = 2.0          # pixels
+    """Views of each building's point clouds (reconstruction/render.py); frame: metres, z up."""
+
+    n_views: int = 10                # view00 nadir (orthographic), then an oblique ring, then a low ring
+    image_size: int = 128            # pixels (square views and DSM)
+    point_size: float = 2.0          # splat side in pixels
+    world_point_size: float | None = None  # splat side in metres (overrides point_size; grows when near)
+    max_point_size: int = 8          # cap of world-size splats, pixels
     device: str = "auto"             # auto | cpu | cuda
+    scales: tuple[int, ...] = (1, 2, 3)
+    projection: str = "perspective"  # perspective | orthographic (ring views; the nadir is always orthographic)
+    fov_deg: float = 60.0
+    oblique_elevation_deg: float = 45.0
+    low_elevation_deg: float = 10.0
+    ground_percentile: float = 5.0   # ground level = this percentile of the points' z
+    radius_percentile: float = 95.0  # view radius = margin * this percentile of the structures' distance to the centre
+    radius_margin: float = 1.5
+    view_radius: float | None = None  # metres; fixes the radius instead of estimating it
+    dsm_fill_px: int = 2             # DSM gaps up to this many pixels take the nearest height
+    background: int = 0              # colour of empty pixels (0-255 grey level)

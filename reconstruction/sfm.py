@@ -93,6 +93,7 @@ def extract(database: Path, image_dir: Path, names: list[str], cfg: ReconstructC
         Ks = [np.asarray(intrinsics[n], dtype=np.float64) for n in names]
         shared = shared and all(np.allclose(K, Ks[0]) for K in Ks)
     mode = pycolmap.CameraMode.SINGLE if shared else pycolmap.CameraMode.PER_IMAGE
+    pycolmap.Database.open(database).close()  # import_images wants an existing database
     pycolmap.import_images(database, image_dir, camera_mode=mode, image_names=names, options=reader)
     if known:
         db = pycolmap.Database.open(database)

@@ -1,0 +1,125 @@
+"""One scene (building) from a folder of drone images to an aligned COLMAP model, scale clouds and quality.json."""
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from reconstruction.align import align_by_orbit, align_to_priors, camera_centres, orbit_radius
+from reconstruction.config import ReconstructConfig
+from reconstruction.gps import exif_gps_priors
+from reconstruction.multiscale import default_groups, scale_clouds, write_clouds
+from reconstruction.quality import evaluate_against_ground_truth, model_stats
+from reconstruction.sfm import ReconstructionError, list_images, prepare_images, run_sfm
+
+logger = logging.getLogger("skylink")
+
+QUALITY = "quality.json"
+
+
+def _pick_priors(images: Path, names: list[str], cfg: ReconstructConfig,
+                 position_priors: dict[str, np.ndarray] | None) -> tuple[dict[str, np.ndarray], str, dict]:
+    """Position priors for the images, where they came from, and extra facts to record."""
+    if not cfg.use_position_priors:
+        return {}, "none", {}
+    if position_priors:
+        pri = {n: np.asarray(position_priors[n], dtype=np.float64).reshape(3) for n in names if n in position_priors}
+        return pri, "priors", {}
+    if cfg.use_exif_gps:
+        pri, origin = exif_gps_priors(images, names)
+        if len(pri) >= 3:
+            return pri, "gps", {"gps_origin_lat_lon_alt": origin.tolist(), "frame": "local ENU metres"}
+    return {}, "none", {}
+
+
+def reconstruct_scene(images: Path, out: Path, cfg: ReconstructConfig, *,
+                      position_priors: dict[str, np.ndarray] | None = None,
+                      intrinsics: dict[str, np.ndarray] | None = None,
+                      groups: dict[str, int] | None = None,
+                      ground_truth: dict | None = None) -> dict:
+    """Reconstruct the images in `images` into `out` and return the quality record.
+
+    Writes `sparse/` (binary COLMAP model in a metric gravity-up frame), `scale{k}.ply` for
+    k = 1..cfg.n_scales and `quality.json`. Dicts are keyed by image file name: `position_priors`
+    are camera centres (metres, z up), `intrinsics` 3x3 K matrices, `groups` the altitude group of
+    each image (default: `default_groups`), `ground_truth` as described in `reconstruction.quality`.
+    Raises ReconstructionError naming the reason when the scene cannot be reconstructed.
+    """
+    images, out = Path(images), Path(out)
+    t_start = time.perf_counter()
+    all_names = [p.name for p in list_images(images)]
+    if not all_names:
+        raise ReconstructionError(f"{images}: no images ({', '.join(s.lstrip('.') for s in ('.jpg', '.png'))} ...) found")
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="skylink-sfm-") as tmp:
+        scratch = Path(tmp) / "images"
+        names, skipped = prepare_images(images, scratch)
+        if len(names) < 3:
+            raise ReconstructionError(f"{images}: only {len(names)} decodable images of {len(all_names)}; need at least 3")
+        priors, prior_source, prior_extra = _pick_priors(images, names, cfg, position_priors)
+        sfm = run_sfm(scratch, names, Path(tmp) / "work", cfg, intrinsics=intrinsics, priors=priors or None)
+    rec = sfm.reconstruction
+    registered = rec.num_reg_images()
+    ratio = registered / len(all_names)
+    if ratio < cfg.min_registered_ratio:
+        raise ReconstructionError(
+            f"{images}: only {registered} of {len(all_names)} images registered "
+            f"({ratio:.0%} < min_registered_ratio {cfg.min_registered_ratio:.0%})")
+
+    t = time.perf_counter()
+    alignment = None
+    if priors:
+        alignment = align_to_priors(rec, priors, cfg.align_max_error, method=prior_source, seed=cfg.seed)
+        if alignment is None:
+            logger.warning("%s: fewer than 3 registered images have position priors; aligning by the orbit", images)
+    if alignment is None:
+        alignment = align_by_orbit(rec)
+    alignment.extra |= prior_extra
+    sparse = out / "sparse"
+    sparse.mkdir(parents=True, exist_ok=True)
+    rec.write_binary(sparse)
+    t_align = time.perf_counter() - t
+
+    t = time.perf_counter()
+    groups = groups or default_groups(all_names, cfg.n_scales)
+    centres = np.stack(list(camera_centres(rec).values()))
+    radius = orbit_radius(centres)
+    clouds = scale_clouds(rec, groups, cfg.n_scales, cfg.outlier_neighbors, cfg.outlier_std_ratio, cfg.voxel_size * radius)
+    counts = write_clouds(clouds, out)
+    t_clouds = time.perf_counter() - t
+
+    reg_names = {im.name for im in rec.images.values() if im.has_pose}
+    quality = {
+        "images": str(images),
+        "total": len(all_names),
+        "decodable": len(names),
+        "skipped": skipped,
+        "registered": registered,
+        "registered_ratio": ratio,
+        "registered_per_scale": {str(k): sum(1 for n in reg_names if groups.get(n) == k) for k in range(1, cfg.n_scales + 1)},
+        "images_per_scale": {str(k): sum(1 for n in all_names if groups.get(n) == k) for k in range(1, cfg.n_scales + 1)},
+        **{k: v for k, v in model_stats(rec).items() if k != "registered"},
+        "points_per_scale": {str(k): v for k, v in counts.items()},
+        "orbit_radius": radius,
+        "matcher": sfm.matcher,
+        "mapper": sfm.mapper,
+        "verified_pairs": sfm.n_pairs,
+        "models": sfm.n_models,
+        "known_intrinsics": sfm.known_intrinsics,
+        "alignment": alignment.to_dict(),
+        "seconds": {k: round(v, 3) for k, v in (sfm.timings | {"align": t_align, "clouds": t_clouds}).items()},
+    }
+    if ground_truth:
+        t = time.perf_counter()
+        quality["ground_truth"] = evaluate_against_ground_truth(
+            rec, ground_truth, {k: np.asarray(c.points) for k, c in clouds.items()})
+        quality["seconds"]["evaluate"] = round(time.perf_counter() - t, 3)
+    quality["seconds"]["total"] = round(time.perf_counter() - t_start, 3)
+    (out / QUALITY).write_text(json.dumps(quality, indent=2) + "\n")
+    logger.info("%s: %d/%d registered, %.2f px, aligned by %s", images, registered, len(all_names),
+                quality["mean_reprojection_error"], alignment.method)
+    return quality
