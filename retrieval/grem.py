@@ -39,19 +39,14 @@ def keep_count(n: int, keep_share: float) -> int:
     return min(n, math.ceil(keep_share * n - 1e-9))
 
 
-def embed_images(encoder: Encoder, paths: Sequence[Path], *, image_size: int = 224, batch_size: int = 32) -> np.ndarray:
+def embed_images(encoder: Encoder, paths: Sequence[Path], *, image_size: int = 224, batch_size: int = 32,
+                 device: str = "auto") -> np.ndarray:
     """L2-normalised float32 embeddings (N x D) of image files through a frozen encoder."""
-    from retrieval.backbone import preprocess
+    from retrieval.embed import embed_paths
 
-    out = []
-    with torch.inference_mode():
-        for s in range(0, len(paths), batch_size):
-            batch = preprocess(list(paths[s:s + batch_size]), image_size)
-            emb = encoder(batch).float().cpu()
-            out.append(torch.nn.functional.normalize(emb, dim=1).numpy())
-    if not out:
+    if not paths:
         raise ValueError("embed_images: no images given")
-    return np.concatenate(out).astype(np.float32)
+    return embed_paths(encoder, list(paths), branch="street", image_size=image_size, batch_size=batch_size, device=device)
 
 
 def score_google(street_emb: np.ndarray, google_emb: np.ndarray, score: str = "mean") -> np.ndarray:
@@ -87,6 +82,7 @@ def enhance_building(
     score: str = "mean",
     image_size: int = 224,
     batch_size: int = 32,
+    device: str = "auto",
 ) -> dict:
     """Rank one building's google images against its street images and keep the top share.
 
@@ -103,8 +99,8 @@ def enhance_building(
         result["dropped"] = [_rel(p, root) for p in google]
         result["note"] = "no street images to rank the google images against; all dropped"
         return result
-    emb_s = embed_images(encoder, street, image_size=image_size, batch_size=batch_size)
-    emb_g = embed_images(encoder, google, image_size=image_size, batch_size=batch_size)
+    emb = embed_images(encoder, street + google, image_size=image_size, batch_size=batch_size, device=device)
+    emb_s, emb_g = emb[: len(street)], emb[len(street):]
     scores = score_google(emb_s, emb_g, score)
     order = np.argsort(-scores, kind="stable")
     n_keep = keep_count(len(google), keep_share)

@@ -6,8 +6,11 @@ code uses faiss on the GPU when the installed faiss has GPU support and sees a d
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
@@ -171,3 +174,158 @@ def torch_search(
     if not all_ids:
         return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
     return np.concatenate(all_scores), np.concatenate(all_ids).astype(np.int64)
+
+
+# --- index directories: embeddings (NPY) + names per image set, one faiss index per gallery -------------
+
+# Image sets of a test split, named after their University-1652 folders. `branch` is the model branch.
+SETS = {
+    "query_street": "street",
+    "gallery_satellite": "satellite",
+    "query_drone": "drone",
+    "gallery_drone": "drone",
+    "query_satellite": "satellite",
+}
+GALLERIES = ("gallery_satellite", "gallery_drone")
+INDEX_META = "index.json"
+
+
+@dataclass
+class EmbeddingSet:
+    """One image set's embeddings with the names (paths relative to the data root) and labels (building ids)."""
+
+    name: str
+    vectors: np.ndarray                 # N x D float32, L2-normalised
+    names: list[str]
+    labels: list[str | None]            # None in the name-masked UAVM2025 layout
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.labels) and all(lab is not None for lab in self.labels)
+
+
+def save_set(index_dir: Path, s: EmbeddingSet) -> None:
+    """Write `<name>.npy` and `<name>.json` ({"names", "labels"}), each atomically."""
+    index_dir = Path(index_dir)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    if len(s.vectors) != len(s.names) or len(s.names) != len(s.labels):
+        raise ValueError(f"set {s.name}: {len(s.vectors)} vectors, {len(s.names)} names, {len(s.labels)} labels")
+    tmp = index_dir / f".{s.name}.npy.tmp"
+    with open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(s.vectors, dtype=np.float32))
+    tmp.replace(index_dir / f"{s.name}.npy")
+    tmp = index_dir / f".{s.name}.json.tmp"
+    tmp.write_text(json.dumps({"names": s.names, "labels": s.labels}) + "\n")
+    tmp.replace(index_dir / f"{s.name}.json")
+
+
+def load_set(index_dir: Path, name: str) -> EmbeddingSet:
+    index_dir = Path(index_dir)
+    npy, js = index_dir / f"{name}.npy", index_dir / f"{name}.json"
+    for p in (npy, js):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: embedding set {name!r} not found (run the index stage)")
+    try:
+        meta = json.loads(js.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{js}: not valid JSON ({e})") from None
+    vectors = np.load(npy)
+    if vectors.ndim != 2 or len(vectors) != len(meta.get("names", [])):
+        raise ValueError(f"{npy}: {vectors.shape} embeddings do not match the {len(meta.get('names', []))} names of {js.name}")
+    return EmbeddingSet(name, vectors.astype(np.float32, copy=False), list(meta["names"]), list(meta["labels"]))
+
+
+def collect_sets(tree: Path) -> tuple[str, dict[str, list[tuple[Path, str | None]]], Path | None]:
+    """The test image sets of a data tree: (layout, {set name: [(path, building id)]}, query order file).
+
+    University-1652 layout: every test folder present, images sorted by building and name. UAVM2025
+    flat layout: `query_street` in the order of `query_street_name.txt` (or sorted names when there is
+    none) and `gallery_satellite`, without labels.
+    """
+    from retrieval.dataset import read_tree
+    from retrieval.submission import QUERY_ORDER, find_flat_layout, read_flat_layout
+
+    tree = Path(tree)
+    if find_flat_layout(tree) is not None:
+        flat = read_flat_layout(tree)
+        sets = {"query_street": [(p, None) for p in flat.query_paths],
+                "gallery_satellite": [(p, None) for p in flat.gallery_paths]}
+        return "uavm", sets, flat.query_order_file
+    sets: dict[str, list[tuple[Path, str | None]]] = {}
+    for r in read_tree(tree):
+        if r.split != "test":
+            continue
+        name = f"{r.role}_{r.view}"
+        if name in SETS:
+            sets.setdefault(name, []).append((r.path, r.building))
+    order = next((p for p in (tree / QUERY_ORDER, tree / "test" / QUERY_ORDER) if p.is_file()), None)
+    return "university", sets, order
+
+
+def index_tree(
+    model,
+    tree: Path,
+    out: Path,
+    *,
+    kind: str = "flat",
+    image_size: int = 224,
+    batch_size: int = 32,
+    device: str = "auto",
+    index_device: str = "auto",
+    auto_threshold: int = 100_000,
+    nlist: int = 0,
+    nprobe: int = 16,
+    hnsw_m: int = 32,
+    ef_construction: int = 200,
+    ef_search: int = 128,
+    progress: bool = True,
+) -> dict:
+    """Embed every test set of `tree` with `model`, write the sets and a faiss index per gallery into `out`.
+
+    Returns the content of `out/index.json`: layout, data root, query order file, and per set its
+    size, dimension and branch, per gallery its index kind and file.
+    """
+    from retrieval.embed import embed_paths
+
+    tree, out = Path(tree), Path(out)
+    layout, sets, order = collect_sets(tree)
+    if "query_street" not in sets or "gallery_satellite" not in sets:
+        raise ValueError(f"{tree}: no test/query_street and test/gallery_satellite images to index")
+    meta: dict = {"layout": layout, "root": str(tree.resolve()), "query_order": str(order) if order else None,
+                  "sets": {}, "indexes": {}}
+    for name, items in sets.items():
+        branch = SETS[name]
+        t0 = time.time()
+        vectors = embed_paths(model, [p for p, _ in items], branch=branch, image_size=image_size,
+                              batch_size=batch_size, device=device, progress=progress)
+        names = [p.relative_to(tree).as_posix() for p, _ in items]
+        save_set(out, EmbeddingSet(name, vectors, names, [lab for _, lab in items]))
+        seconds = time.time() - t0
+        meta["sets"][name] = {"n": len(names), "dim": int(vectors.shape[1]), "branch": branch,
+                              "images_per_s": round(len(names) / max(seconds, 1e-9), 2)}
+        log.info("index: embedded %d %s images (%.1f img/s)", len(names), name, len(names) / max(seconds, 1e-9))
+    for gallery in GALLERIES:
+        if gallery not in sets:
+            continue
+        vectors = load_set(out, gallery).vectors
+        resolved = resolve_kind(kind, len(vectors), auto_threshold)
+        t0 = time.time()
+        index = build_index(vectors, resolved, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m,
+                            ef_construction=ef_construction, ef_search=ef_search, device=index_device)
+        write_index(index, out / f"{gallery}.faiss")
+        meta["indexes"][gallery] = {"kind": resolved, "file": f"{gallery}.faiss", "ntotal": int(index.ntotal),
+                                    "gpu": "Gpu" in type(index).__name__, "build_s": round(time.time() - t0, 4)}
+    tmp = out / f".{INDEX_META}.tmp"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp.replace(out / INDEX_META)
+    return meta
+
+
+def read_index_meta(index_dir: Path) -> dict:
+    p = Path(index_dir) / INDEX_META
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: not found (run the index stage)")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p}: not valid JSON ({e})") from None
