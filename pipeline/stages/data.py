@@ -1,7 +1,6 @@
 """Stage `data`: the dataset tree (generated synthetic world or a given folder), validated and indexed."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -23,31 +22,46 @@ def tree_fingerprint(root: Path) -> str:
 def run(ctx: StageContext) -> dict:
     cfg = ctx.config.data
     tree = ctx.out / "tree"
+    # Build or check the new tree beside the old one: a failing run leaves finished work untouched.
+    staging = ctx.out / f".tmp-tree-{os.getpid()}"
+    _remove(staging)
     if cfg.source == "synthetic":
         from synthetic.generate import generate_world
 
-        if tree.is_symlink():
-            tree.unlink()
-        _remove(tree)
-        generate_world(ctx.config.synth, tree, preview=True)
+        generate_world(ctx.config.synth, staging, preview=True)
+        source = staging
     elif cfg.source == "path":
         if not cfg.root:
             raise StageError("data.source is 'path' but data.root is not set (use --set data.root=DIR)")
-        root = Path(cfg.root).expanduser().resolve()
-        if not root.is_dir():
-            raise StageError(f"{root}: dataset folder not found (data.root)")
-        if tree.is_symlink() or tree.exists():
-            _remove(tree)
-        os.symlink(root, tree, target_is_directory=True)
+        source = Path(cfg.root).expanduser().resolve()
+        if not source.is_dir():
+            raise StageError(f"{source}: dataset folder not found (data.root)")
     else:
         raise StageError(f"data.source: unknown value {cfg.source!r} (expected synthetic or path)")
-    if cfg.validate:
-        problems = validate_tree(tree)
-        if problems:
-            for p in problems[:50]:
-                ctx.log.error("%s", p)
-            raise StageError(f"{tree}: {len(problems)} problem(s) in the dataset tree (first: {problems[0]})")
-    records = read_tree(tree)
+    try:
+        if cfg.validate:
+            problems = validate_tree(source)
+            if problems:
+                for p in problems[:50]:
+                    ctx.log.error("%s", p)
+                raise StageError(f"{len(problems)} problem(s) in the dataset tree; first: {problems[0]}")
+        records = read_tree(source)
+    except BaseException:
+        _remove(staging)
+        raise
+    if cfg.source == "synthetic":
+        old = ctx.out / f".old-tree-{os.getpid()}"
+        if tree.exists() or tree.is_symlink():
+            os.replace(tree, old)
+        os.replace(staging, tree)
+        _remove(old)
+    else:
+        link = ctx.out / f".tmp-link-{os.getpid()}"
+        _remove(link)
+        os.symlink(source, link, target_is_directory=True)
+        if tree.is_dir() and not tree.is_symlink():
+            _remove(tree)
+        os.replace(link, tree)
     atomic_write_json(ctx.out / "index.json", {"root": str(tree.resolve()), "images": [r.to_json(tree) for r in records]})
     rows = summary_table(records)
     ctx.log.info("dataset:\n%s", format_table(rows))
