@@ -45,7 +45,7 @@ def run(ctx: StageContext) -> dict:
                 for p in problems[:50]:
                     ctx.log.error("%s", p)
                 raise StageError(f"{len(problems)} problem(s) in the dataset tree; first: {problems[0]}")
-        records = read_tree(source)
+        read_tree(source)  # raises for a folder of neither layout
     except BaseException:
         _remove(staging)
         raise
@@ -62,6 +62,7 @@ def run(ctx: StageContext) -> dict:
         if tree.is_dir() and not tree.is_symlink():
             _remove(tree)
         os.replace(link, tree)
+    records = read_tree(tree)
     atomic_write_json(ctx.out / "index.json", {"root": str(tree.resolve()), "images": [r.to_json(tree) for r in records]})
     rows = summary_table(records)
     ctx.log.info("dataset:\n%s", format_table(rows))
