@@ -20,6 +20,7 @@ class TrainConfig:
     seed: int = 0
     epochs: int = 10
     batch_size: int = 16             # buildings per batch (one sample per building)
+    samples_per_building: int = 2    # rounds per epoch: each round visits every train building once
     image_size: int = 224
     device: str = "auto"
     # model
@@ -87,7 +88,7 @@ class IndexConfig:
     hnsw_m: int = 32
     ef_construction: int = 200
     ef_search: int = 128
-    checkpoint: str = "last.pt"      # file name in the train stage's dir
+    checkpoint: str = "model.pt"     # file in the train stage dir (falls back to the newest checkpoints/epoch_*.pt)
     batch_size: int = 32             # embedding batch size
     image_size: int = 0              # 0: the image size the checkpoint was trained with
     device: str = "auto"             # auto | cpu | cuda (torch embedding and faiss-gpu when present)
