@@ -168,6 +168,8 @@ def _splat_chunk(
     valid = valid.view(-1)
     dump = zbuf.shape[0] - 1
     sides = side.view(-1) if side is not None else None
+    okx: dict[int, Tensor] = {}
+    oky: dict[int, Tensor] = {}
     for level in range(smax):
         if sides is not None and level > 0:
             # Only points whose block is wider than `level` reach this ring of offsets.
@@ -175,8 +177,14 @@ def _splat_chunk(
             if keep.numel() == 0:
                 break
             fx, fy, base, key, valid, sides = (a[keep] for a in (fx, fy, base, key, valid, sides))
+            okx.clear()
+            oky.clear()
+        # Bounds tests per column / row offset, shared by the offsets of the block.
+        for d in range(level + 1):
+            if d not in okx:
+                okx[d] = valid & (fx >= -d) & (fx < W - d)
+                oky[d] = (fy >= -d) & (fy < H - d)
         ring = [(level, dy) for dy in range(level + 1)] + [(dx, level) for dx in range(level)]
         for dx, dy in ring:
-            ok = valid & (fx >= -dx) & (fx < W - dx) & (fy >= -dy) & (fy < H - dy)
-            lin = torch.where(ok, base + (dy * W + dx), dump)
+            lin = torch.where(okx[dx] & oky[dy], base + (dy * W + dx), dump)
             zbuf.scatter_reduce_(0, lin, key, "amin")

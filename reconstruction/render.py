@@ -1,0 +1,193 @@
+"""Render one building's multi-scale point clouds into fixed views of colour, depth, height and normals, plus a DSM.
+
+Input: a scene dir with `scale{k}.ply` (metres, z up). Output per scale k under `out/scale{k}/`:
+`view{NN}_color.png` (uint8 RGB), `view{NN}_depth.npy` (float16 metres, 0 = empty),
+`view{NN}_height.npy` (float16 metres above ground, 0 = empty; mask = depth > 0),
+`view{NN}_normals.png` (world-frame normals as (n + 1) / 2 * 255, black = empty),
+`dsm.npy` (float16 height above ground on the nadir grid, 0 = no data), `dsm.png` (colour-mapped),
+`cameras.json` (every view's K and cam_from_world, the ground level and the DSM grid).
+All scales share one set of cameras, so their views line up pixel for pixel.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from reconstruction.config import RenderConfig
+from reconstruction.priors import (
+    estimate_ground,
+    fill_holes,
+    height_above_ground,
+    normals_from_depth,
+    normals_to_rgb,
+)
+from reconstruction.splat import splat_points
+from reconstruction.views import ViewCamera, view_set
+
+log = logging.getLogger("skylink")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("render.device is 'cuda' but no CUDA device is available (use auto or cpu)")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"render.device: unknown value {name!r} (expected auto, cpu or cuda)")
+    return torch.device(name)
+
+
+def load_points(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """xyz float32 [N,3] and rgb uint8 [N,3] of a PLY point cloud (grey when it has no colours)."""
+    import open3d as o3d
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: point cloud not found")
+    with open(path, "rb") as f:
+        if f.read(3) != b"ply":
+            raise ValueError(f"{path}: not a PLY file")
+    pcd = o3d.io.read_point_cloud(str(path))
+    xyz = np.asarray(pcd.points, dtype=np.float32)
+    if pcd.has_colors():
+        rgb = (np.clip(np.asarray(pcd.colors), 0, 1) * 255 + 0.5).astype(np.uint8)
+    else:
+        rgb = np.full((len(xyz), 3), 160, np.uint8)
+    finite = np.isfinite(xyz).all(1)
+    return xyz[finite], rgb[finite]
+
+
+def scene_frame(xyz: np.ndarray, cfg: RenderConfig) -> tuple[np.ndarray, float, float]:
+    """Centre (x, y, mid-height), view radius and ground level of a scene, robust to stray points."""
+    ground = estimate_ground(xyz[:, 2], cfg.ground_percentile)
+    top = float(np.percentile(xyz[:, 2], 99.5))
+    # Centre on the structures, not on the ground the orbit happened to see more of.
+    above = xyz[xyz[:, 2] > ground + 0.25 * max(top - ground, 1e-6)]
+    ref = above if len(above) >= 10 else xyz
+    cxy = np.median(ref[:, :2], axis=0)
+    if cfg.view_radius is not None:
+        radius = float(cfg.view_radius)
+    else:
+        # Frame the structures (with a margin for their surroundings), not the whole orbit's ground.
+        dist = np.linalg.norm(ref[:, :2] - cxy, axis=1)
+        radius = float(np.percentile(dist, cfg.radius_percentile))
+        radius = max(radius, 0.5 * (top - ground)) * cfg.radius_margin
+    radius = max(radius, 1e-3)
+    return np.array([cxy[0], cxy[1], 0.5 * (ground + top)]), radius, ground
+
+
+def cameras_for(center: np.ndarray, radius: float, cfg: RenderConfig) -> list[ViewCamera]:
+    return view_set(center, radius, cfg.n_views, image_size=cfg.image_size, fov_deg=cfg.fov_deg,
+                    oblique_elevation_deg=cfg.oblique_elevation_deg, low_elevation_deg=cfg.low_elevation_deg,
+                    projection=cfg.projection)
+
+
+def render_views(
+    xyz: np.ndarray, rgb: np.ndarray, cams: list[ViewCamera], cfg: RenderConfig, ground_z: float,
+    device: torch.device,
+) -> dict[str, np.ndarray]:
+    """Colour [V,H,W,3] uint8, depth / height [V,H,W] float32 and normals [V,H,W,3] of every camera."""
+    V, S = len(cams), cfg.image_size
+    out = {"color": np.full((V, S, S, 3), cfg.background, np.uint8), "depth": np.zeros((V, S, S), np.float32),
+           "height": np.zeros((V, S, S), np.float32), "normals": np.zeros((V, S, S, 3), np.float32)}
+    if len(xyz) == 0:
+        return out
+    pts = torch.from_numpy(xyz).to(device)
+    cols = torch.from_numpy(rgb).to(device)
+    # Orthographic and perspective views go in separate batches: the projection differs.
+    for ortho in (True, False):
+        idx = [i for i, c in enumerate(cams) if c.orthographic == ortho]
+        if not idx:
+            continue
+        K = torch.tensor(np.stack([cams[i].K for i in idx]), dtype=torch.float32, device=device)
+        T = torch.tensor(np.stack([cams[i].cam_from_world for i in idx]), dtype=torch.float32, device=device)
+        r = splat_points(pts, cols, K, T, S, S, cfg.point_size, world_size=cfg.world_point_size,
+                         orthographic=ortho, max_size=cfg.max_point_size, background=float(cfg.background))
+        normals = normals_from_depth(r.depth, K, T, orthographic=ortho)
+        height = height_above_ground(r.index, pts, ground_z)
+        for j, i in enumerate(idx):
+            out["color"][i] = r.color[j].cpu().numpy()
+            out["depth"][i] = r.depth[j].cpu().numpy()
+            out["height"][i] = height[j].cpu().numpy()
+            out["normals"][i] = normals[j].cpu().numpy()
+    return out
+
+
+def dsm_from_nadir(height: np.ndarray, depth: np.ndarray, fill_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """DSM (height above ground of the highest point per cell) from the nadir view, small gaps filled.
+
+    The nadir camera looks straight down, so its z-buffer keeps the highest point of each cell.
+    Returns the DSM (0 = no data) and its valid mask.
+    """
+    return fill_holes(height, depth > 0, fill_px)
+
+
+def dsm_to_png(dsm: np.ndarray, valid: np.ndarray, path: Path, vmax: float | None = None) -> None:
+    """Colour-mapped DSM (turbo, 0 m .. vmax); cells without data are black."""
+    vmax = float(vmax if vmax is not None else (dsm[valid].max() if valid.any() else 1.0))
+    vmax = vmax if vmax > 0 else 1.0
+    grey = np.clip(dsm / vmax * 255.0, 0, 255).astype(np.uint8)
+    img = cv2.applyColorMap(grey, cv2.COLORMAP_TURBO)
+    img[~valid] = 0
+    cv2.imwrite(str(path), img)
+
+
+def write_scale(out: Path, views: dict[str, np.ndarray], cams: list[ViewCamera], frame: dict, cfg: RenderConfig) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    for i, cam in enumerate(cams):
+        stem = out / cam.name
+        cv2.imwrite(f"{stem}_color.png", cv2.cvtColor(views["color"][i], cv2.COLOR_RGB2BGR))
+        np.save(f"{stem}_depth.npy", views["depth"][i].astype(np.float16))
+        np.save(f"{stem}_height.npy", views["height"][i].astype(np.float16))
+        cv2.imwrite(f"{stem}_normals.png", cv2.cvtColor(normals_to_rgb(views["normals"][i]), cv2.COLOR_RGB2BGR))
+    nadir = next(i for i, c in enumerate(cams) if c.kind == "nadir")
+    dsm, dsm_valid = dsm_from_nadir(views["height"][nadir], views["depth"][nadir], cfg.dsm_fill_px)
+    np.save(out / "dsm.npy", dsm.astype(np.float16))
+    dsm_to_png(dsm, dsm_valid, out / "dsm.png")
+    K = cams[nadir].K
+    gsd = 1.0 / K[0, 0]
+    c = frame["center"]
+    meta = frame | {
+        "views": {cam.name: cam.to_json() for cam in cams},
+        # DSM cell (row r, col c) covers x in origin_x + [c, c+1) * gsd and y in origin_y - [r, r+1) * gsd.
+        "dsm": {"gsd": gsd, "origin_x": c[0] - K[0, 2] * gsd, "origin_y": c[1] + K[1, 2] * gsd,
+                "ground_z": frame["ground_z"], "nodata": 0.0, "view": cams[nadir].name},
+    }
+    (out / "cameras.json").write_text(json.dumps(meta, indent=1))
+    masks = views["depth"] > 0
+    return {"coverage": round(float(masks.mean()), 4), "dsm_coverage": round(float(dsm_valid.mean()), 4),
+            "dsm_max_height": round(float(dsm.max()), 3)}
+
+
+def render_building(scene_dir: Path, out: Path, cfg: RenderConfig) -> dict:
+    """Render every scale of the scene in `scene_dir` into `out/scale{k}/`; returns a small summary."""
+    t0 = time.time()
+    scene_dir, out = Path(scene_dir), Path(out)
+    device = resolve_device(cfg.device)
+    clouds = {k: load_points(scene_dir / f"scale{k}.ply") for k in cfg.scales}
+    counts = {k: len(c[0]) for k, c in clouds.items()}
+    if sum(counts.values()) == 0:
+        raise ValueError(f"{scene_dir}: every scale point cloud is empty")
+    for k, n in counts.items():
+        if n == 0:
+            log.warning("%s: scale%d.ply has no points; its views stay empty", scene_dir, k)
+    # One frame and one camera set for all scales, so the scales' views are aligned pixel for pixel.
+    xyz_all = np.concatenate([c[0] for c in clouds.values()])
+    center, radius, ground = scene_frame(xyz_all, cfg)
+    cams = cameras_for(center, radius, cfg)
+    frame = {"center": center.tolist(), "radius": radius, "ground_z": ground,
+             "frame": "metres, z up, OpenCV cameras (cam_from_world)",
+             "files": "view{NN}_{color.png,depth.npy,height.npy,normals.png}; empty pixels: depth 0, height 0"}
+    scales = {}
+    for k, (xyz, rgb) in clouds.items():
+        views = render_views(xyz, rgb, cams, cfg, ground, device)
+        scales[str(k)] = {"points": int(len(xyz))} | write_scale(out / f"scale{k}", views, cams, frame, cfg)
+    return {"scales": scales, "ground_z": round(ground, 3), "radius": round(radius, 3),
+            "center": [round(float(v), 3) for v in center], "views": len(cams), "device": str(device),
+            "render_seconds": round(time.time() - t0, 3)}
