@@ -2,8 +2,9 @@
 
 With position priors (ground-truth cameras, or EXIF GPS in local ENU metres) a robust similarity
 maps reconstructed camera centres onto them. Without priors the drone orbit itself gives the frame:
-cameras fly above the scene, so up is the mean direction from the scene to the cameras, and the
-orbit radius becomes the unit of length.
+cameras fly above the scene, so up is the mean direction from the scene to the cameras, refined by
+the cameras being level (a gimbal keeps the image x axis horizontal, so up is the direction
+orthogonal to all x axes); the orbit radius becomes the unit of length.
 """
 from __future__ import annotations
 
@@ -115,15 +116,36 @@ def orbit_radius(centres: np.ndarray) -> float:
     return float(np.linalg.norm(xy, axis=1).mean())
 
 
+def estimate_up(rec: pycolmap.Reconstruction) -> tuple[np.ndarray, str]:
+    """Up direction in the model frame and how it was found (`level cameras` or `orbit`).
+
+    The mean direction from the scene to the cameras is biased wherever the orbit is uneven (a
+    descending spiral spends more of a turn on one side at each altitude), so it only picks the
+    sign, unless the cameras' x axes do not pin up down (all cameras facing one way).
+    """
+    ims = [im for im in rec.images.values() if im.has_pose]
+    centres = np.stack([np.asarray(im.projection_center()) for im in ims])
+    pts = np.array([p.xyz for p in rec.points3D.values()]) if rec.num_points3D() else centres
+    dirs = centres - np.median(pts, axis=0)
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True) + 1e-12
+    coarse = dirs.mean(axis=0)
+    coarse /= np.linalg.norm(coarse) + 1e-12
+    x_axes = np.stack([np.asarray(im.cam_from_world().rotation.matrix())[0] for im in ims])
+    evals, evecs = np.linalg.eigh(x_axes.T @ x_axes / len(ims))
+    if evals[1] > 10 * evals[0] + 1e-6:
+        up, how = evecs[:, 0], "level cameras"
+    else:  # x axes (nearly) parallel: up lies in the plane orthogonal to them, nearest the coarse guess
+        plane = evecs[:, :2]
+        up, how = plane @ (plane.T @ coarse), "orbit"
+    up /= np.linalg.norm(up) + 1e-12
+    return (up if up @ coarse >= 0 else -up), how
+
+
 def align_by_orbit(rec: pycolmap.Reconstruction) -> Alignment:
     """Gravity-up frame from the orbit: z up, origin on the orbit axis at ground level, unit = orbit radius."""
     centres = np.stack(list(camera_centres(rec).values()))
     pts = np.array([p.xyz for p in rec.points3D.values()]) if rec.num_points3D() else centres
-    scene = np.median(pts, axis=0)
-    dirs = centres - scene
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True) + 1e-12
-    up = dirs.mean(axis=0)
-    up /= np.linalg.norm(up) + 1e-12
+    up, how = estimate_up(rec)
     R = _rotation_to_z(up)
     c_rot = centres @ R.T
     radius = orbit_radius(c_rot)
@@ -135,4 +157,4 @@ def align_by_orbit(rec: pycolmap.Reconstruction) -> Alignment:
     sim = pycolmap.Sim3d(scale, pycolmap.Rotation3d(R), -scale * origin)
     rec.transform(sim)
     return Alignment(method="orbit", new_from_old=sim, unit="orbit radius",
-                     extra={"up_in_model": up.tolist()})
+                     extra={"up_in_model": up.tolist(), "up_from": how})
