@@ -32,6 +32,10 @@ class DataConfig:
 class ReportConfig:
     n_examples: int = 6              # retrieval examples shown on the page
     snapshots: bool = True           # point-cloud snapshots per scale
+    max_buildings: int = 6           # buildings with point-cloud snapshots (the table lists all)
+    render_buildings: int = 2        # buildings whose renders and priors are shown
+    examples_top_k: int = 5          # gallery tiles shown per retrieval example
+    curve_max_k: int = 50            # last K of the Recall@K curve
 
 
 @dataclass
