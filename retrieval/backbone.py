@@ -79,6 +79,9 @@ class EfficientNetLiteFeatures(nn.Module):
             self.head = nn.Identity()
             self.out_channels = _LITE0_STAGE_CHANNELS[n_stages - 1]
         self._frozen_stages = 0
+        # Channels-last lets oneDNN run the depth-wise/1x1 convolutions and their batch norms much
+        # faster on CPU (measured 1.7x for inference at 128 px); it is also the fast layout for AMP on GPU.
+        self.to(memory_format=torch.channels_last)
 
     def freeze(self, n_stages: int) -> None:
         """Freeze the stem and the first `n_stages` stages (weights and batch-norm statistics)."""
@@ -100,7 +103,7 @@ class EfficientNetLiteFeatures(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
+        x = self.stem(x.contiguous(memory_format=torch.channels_last))
         idx = 0
         for stage in self.stages:
             for block in stage:

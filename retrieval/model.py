@@ -56,6 +56,14 @@ class SkyLinkModel(nn.Module):
             raise RuntimeError("this model was built with use_3d=False")
         return self.adapter3d(feats, mask)[0]
 
+    def forward(self, images: torch.Tensor, feats3d: torch.Tensor | None = None,
+                mask3d: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Training entry point (what DDP wraps): 2D embeddings, 3D embeddings (or None) and the logit
+        scale, so that every trained parameter, the temperature included, is used inside forward."""
+        emb = self.head(self.backbone(images))
+        emb3d = self.embed_3d(feats3d, mask3d) if feats3d is not None and self.adapter3d is not None else None
+        return emb, emb3d, self.temperature_scale()
+
     def temperature_scale(self) -> torch.Tensor:
         # Clamped at 100 as in CLIP: an unbounded scale makes the loss unstable.
         return self.logit_scale.clamp(max=math.log(100.0)).exp()

@@ -1,0 +1,328 @@
+"""Training data: buildings of a University-1652 tree (+ GREM extra street images), the cached
+frozen-encoder features of the 3D renders, unique-id batch planning and the per-batch loader."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .augment import AugmentParams, augment_satellite, augment_street, view_dropout
+from .backbone import frozen_encoder, load_image, normalize, to_tensor
+from .dataset import by_building, read_tree, select
+
+logger = logging.getLogger("skylink")
+
+FEATURES_DIR = "render_features"
+
+
+@dataclass
+class Building:
+    id: str
+    satellite: Path
+    street: list[Path]                                 # the building's own street images
+    extra: list[Path] = field(default_factory=list)    # GREM-kept google images
+
+    @property
+    def street_pool(self) -> list[Path]:
+        return self.street + self.extra
+
+
+def collect_buildings(data_root: Path, grem: Path | None = None) -> dict[str, Building]:
+    """Train buildings with a satellite tile and at least one street image; GREM lists add extras."""
+    data_root = Path(data_root)
+    records = select(read_tree(data_root), split="train")
+    if not records:
+        raise ValueError(f"{data_root}: no train/ images found (University-1652 layout expected)")
+    kept: dict[str, list[Path]] = {}
+    if grem is not None:
+        from .grem import read_kept
+
+        kept = read_kept(Path(grem), data_root)
+    out: dict[str, Building] = {}
+    for bid, recs in sorted(by_building(records).items()):
+        sats = sorted(r.path for r in recs if r.view == "satellite")
+        street = sorted(r.path for r in recs if r.view == "street")
+        if not sats or not street:
+            logger.warning("train building %s skipped: %s", bid, "no satellite tile" if not sats else "no street image")
+            continue
+        extra = [p for p in kept.get(bid, []) if p not in street]
+        for p in extra:
+            if not p.is_file():
+                raise FileNotFoundError(f"{p}: listed as kept in {grem}/{bid}/grem.json but missing")
+        out[bid] = Building(bid, sats[0], street, extra)
+    if len(out) < 2:
+        raise ValueError(f"{data_root}: {len(out)} usable train building(s); contrastive training needs at least 2")
+    return out
+
+
+def split_validation(ids: list[str], share: float, min_train: int, seed: int) -> tuple[list[str], list[str]]:
+    """(train ids, validation ids): `share` of the buildings held out, none when too few would remain."""
+    n_val = int(round(len(ids) * share))
+    if n_val < 1 or len(ids) - n_val < min_train:
+        return sorted(ids), []
+    perm = np.random.default_rng([seed, 7]).permutation(len(ids))
+    val = sorted(ids[i] for i in perm[:n_val])
+    return sorted(set(ids) - set(val)), val
+
+
+# ---------------------------------------------------------------- 3D render features
+
+def render_views(render_dir: Path, scales: tuple[int, ...]) -> list[list[dict[str, Path]]]:
+    """Per scale, the rendered views (modality -> file) of one building, in view order."""
+    out = []
+    for k in scales:
+        sdir = render_dir / f"scale{k}"
+        views: dict[str, dict[str, Path]] = {}
+        if sdir.is_dir():
+            for f in sorted(sdir.iterdir()):
+                stem = f.name.split(".")[0]
+                if not stem.startswith("view") or "_" not in stem:
+                    continue
+                view, modality = stem.split("_", 1)
+                if (modality == "color" and f.suffix.lower() in (".png", ".jpg")) or \
+                        (modality in ("depth", "height") and f.suffix == ".npy"):
+                    views.setdefault(view, {})[modality] = f
+        out.append([views[v] for v in sorted(views)])
+    return out
+
+
+def _geometry_image(path: Path, invert: bool, size: int) -> np.ndarray:
+    """A depth or height map as an RGB uint8 image for the ImageNet encoder (PointCLIP-style: the map is
+    min-max normalised over its valid pixels and repeated over 3 channels; near = bright for depth)."""
+    try:
+        arr = np.load(path).astype(np.float32)
+    except Exception as e:
+        raise ValueError(f"{path}: cannot read render map ({e})") from None
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    valid = np.isfinite(arr)
+    if invert:
+        valid &= arr > 0   # depth 0 marks an empty pixel
+    img = np.zeros(arr.shape, np.float32)
+    if valid.any():
+        lo, hi = float(arr[valid].min()), float(arr[valid].max())
+        v = (arr[valid] - lo) / max(hi - lo, 1e-6)
+        img[valid] = 0.1 + 0.9 * ((1.0 - v) if invert else v)
+    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_NEAREST)
+    return np.repeat((img * 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def _view_image(files: dict[str, Path], modality: str, size: int) -> np.ndarray | None:
+    f = files.get(modality)
+    if f is None:
+        return None
+    if modality == "color":
+        return load_image(f, size)
+    return _geometry_image(f, invert=(modality == "depth"), size=size)
+
+
+def _files_key(views: list[list[dict[str, Path]]]) -> list:
+    return [[[str(p.name), p.stat().st_size, p.stat().st_mtime_ns] for vf in scale for p in sorted(vf.values())]
+            for scale in views]
+
+
+def cache_render_features(renders: Path, ids: list[str], out_dir: Path, *, scales: tuple[int, ...],
+                          modalities: tuple[str, ...], image_size: int, encoder_name: str = "efficientnet_lite0",
+                          device: str = "auto", batch_size: int = 32) -> dict[str, Path]:
+    """Encode every rendered view once with the frozen encoder; write `<id>.npy` (S x V x M x C float32,
+    NaN rows for absent views) into out_dir. Reuses files whose render inputs are unchanged.
+    Returns building id -> feature file, for buildings that have at least one rendered view."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index_path = out_dir / "index.json"
+    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    settings = {"encoder": encoder_name, "image_size": image_size, "modalities": list(modalities),
+                "scales": list(scales)}
+    if index.get("settings") != settings:
+        index = {"settings": settings, "items": {}}
+    encoder = None
+    result: dict[str, Path] = {}
+    for bid in ids:
+        views = render_views(Path(renders) / bid, scales)
+        if not any(views):
+            continue
+        key = _files_key(views)
+        target = out_dir / f"{bid}.npy"
+        if index["items"].get(bid) == key and target.is_file():
+            result[bid] = target
+            continue
+        if encoder is None:
+            encoder = frozen_encoder(device, name=encoder_name)
+        n_views = max(len(s) for s in views)
+        feats = np.full((len(scales), n_views, len(modalities), encoder.dim), np.nan, np.float32)
+        jobs: list[tuple[int, int, int, np.ndarray]] = []
+        for si, scale in enumerate(views):
+            for vi, files in enumerate(scale):
+                for mi, mod in enumerate(modalities):
+                    img = _view_image(files, mod, image_size)
+                    if img is not None:
+                        jobs.append((si, vi, mi, img))
+        for s in range(0, len(jobs), batch_size):
+            chunk = jobs[s:s + batch_size]
+            emb = encoder(normalize(torch.stack([to_tensor(j[3]) for j in chunk]))).cpu().numpy()
+            for (si, vi, mi, _), e in zip(chunk, emb):
+                feats[si, vi, mi] = e
+        # A view with some modality missing keeps zeros there rather than NaN (it is still a view).
+        present = ~np.isnan(feats).all(axis=(2, 3))
+        feats[present] = np.nan_to_num(feats[present], nan=0.0)
+        tmp = target.with_suffix(f".tmp{os.getpid()}.npy")
+        np.save(tmp, feats)
+        os.replace(tmp, target)
+        index["items"][bid] = key
+        result[bid] = target
+    tmp = index_path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(index))
+    os.replace(tmp, index_path)
+    return result
+
+
+def load_render_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(features S x V x M x C with absent views zeroed, mask S x V)."""
+    feats = np.load(path)
+    mask = ~np.isnan(feats).all(axis=(2, 3))
+    return np.nan_to_num(feats, nan=0.0), mask
+
+
+# ---------------------------------------------------------------- batches
+
+def plan_batches(ids: list[str], batch_size: int, samples_per_building: int, seed: int, epoch: int) -> list[list[tuple[str, int]]]:
+    """Batches of (building id, round) with unique ids inside each batch.
+
+    An epoch is `samples_per_building` rounds; each round is a fresh permutation of the buildings cut
+    into batches of (nearly) equal size, so no batch ever holds two samples of one building and no
+    batch is left with a single sample.
+    """
+    rng = np.random.default_rng([seed, epoch, 11])
+    n = len(ids)
+    n_batches = max(1, -(-n // batch_size))
+    if n_batches > 1 and n // n_batches < 2:
+        n_batches = max(1, n // 2)
+    batches = []
+    for r in range(samples_per_building):
+        perm = [ids[i] for i in rng.permutation(n)]
+        for chunk in np.array_split(np.arange(n), n_batches):
+            batches.append([(perm[i], r) for i in chunk])
+    return batches
+
+
+@dataclass
+class TrainSample:
+    building: str
+    round: int
+
+
+class TrainBatches(torch.utils.data.Dataset):
+    """Item i is a whole (unique-id) batch, augmented with a generator seeded by (seed, epoch, i, slot),
+    so the data a step sees does not depend on the worker count or on a resume."""
+
+    def __init__(self, buildings: dict[str, Building], batches: list[list[tuple[str, int]]], *, epoch: int,
+                 seed: int, samples_per_building: int, aug: AugmentParams, two_views: bool,
+                 features: dict[str, Path] | None, n_scales: int, n_modalities: int, feature_dim: int,
+                 view_dropout: float, image_cache: "ImageCache"):
+        self.buildings, self.batches, self.epoch, self.seed = buildings, batches, epoch, seed
+        self.spb, self.aug, self.two_views = samples_per_building, aug, two_views
+        self.features = features
+        self.n_scales, self.n_modalities, self.feature_dim = n_scales, n_modalities, feature_dim
+        self.view_dropout = view_dropout
+        self.cache = image_cache
+        self._feat_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def street_path(self, b: Building, rnd: int) -> Path:
+        # Each building cycles through its street pool across epochs in a fixed shuffled order.
+        pool = b.street_pool
+        order = np.random.default_rng([self.seed, zlib.crc32(b.id.encode()), 3]).permutation(len(pool))
+        return pool[order[(self.epoch * self.spb + rnd) % len(pool)]]
+
+    def _features(self, bid: str) -> tuple[np.ndarray, np.ndarray] | None:
+        if not self.features or bid not in self.features:
+            return None
+        if bid not in self._feat_cache:
+            self._feat_cache[bid] = load_render_features(self.features[bid])
+        return self._feat_cache[bid]
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor | list[str]]:
+        batch = self.batches[i]
+        streets, sats, streets2, sats2 = [], [], [], []
+        td_feats, td_masks, td_masks2, has_3d = [], [], [], []
+        max_views = 1
+        for slot, (bid, rnd) in enumerate(batch):
+            rng = np.random.default_rng([self.seed, self.epoch, i, slot, 5])
+            b = self.buildings[bid]
+            st = self.cache.get(self.street_path(b, rnd))
+            sa = self.cache.get(b.satellite)
+            streets.append(augment_street(st, self.aug, rng))
+            sats.append(augment_satellite(sa, self.aug, rng))
+            if self.two_views:
+                streets2.append(augment_street(st, self.aug, rng))
+                sats2.append(augment_satellite(sa, self.aug, rng))
+            f = self._features(bid)
+            if f is not None:
+                feats, mask = f
+                td_feats.append(feats)
+                td_masks.append(view_dropout(mask, self.view_dropout, rng))
+                td_masks2.append(view_dropout(mask, self.view_dropout, rng))
+                has_3d.append(True)
+                max_views = max(max_views, feats.shape[1])
+            else:
+                td_feats.append(None)
+                td_masks.append(None)
+                td_masks2.append(None)
+                has_3d.append(False)
+
+        def stack(imgs: list[np.ndarray]) -> torch.Tensor:
+            return torch.stack([to_tensor(im) for im in imgs])
+
+        out: dict[str, torch.Tensor | list[str]] = {"ids": [bid for bid, _ in batch],
+                                                    "street": stack(streets), "satellite": stack(sats)}
+        if self.two_views:
+            out["street2"], out["satellite2"] = stack(streets2), stack(sats2)
+        if self.features is not None:
+            n = len(batch)
+            F = np.zeros((n, self.n_scales, max_views, self.n_modalities, self.feature_dim), np.float32)
+            M = np.zeros((n, self.n_scales, max_views), bool)
+            M2 = np.zeros_like(M)
+            for j, (f, m, m2) in enumerate(zip(td_feats, td_masks, td_masks2)):
+                if f is not None:
+                    F[j, :, : f.shape[1]] = f
+                    M[j, :, : m.shape[1]] = m
+                    M2[j, :, : m2.shape[1]] = m2
+            out["feats3d"], out["mask3d"], out["mask3d_2"] = torch.from_numpy(F), torch.from_numpy(M), torch.from_numpy(M2)
+            out["has_3d"] = torch.tensor(has_3d)
+        return out
+
+
+class ImageCache:
+    """Decoded training images at a fixed working size, kept in memory up to `capacity` (LRU)."""
+
+    def __init__(self, size: int, capacity: int):
+        self.size, self.capacity = size, capacity
+        self._data: OrderedDict[Path, np.ndarray] = OrderedDict()
+
+    def get(self, path: Path) -> np.ndarray:
+        img = self._data.get(path)
+        if img is not None:
+            self._data.move_to_end(path)
+            return img
+        img = load_image(path, self.size)
+        if self.capacity > 0:
+            self._data[path] = img
+            if len(self._data) > self.capacity:
+                self._data.popitem(last=False)
+        return img
+
+
+def eval_images(paths: list[Path], size: int, cache: ImageCache | None = None) -> torch.Tensor:
+    """Un-augmented, normalised images for validation."""
+    imgs = [cv2.resize(cache.get(p), (size, size), interpolation=cv2.INTER_AREA) if cache else load_image(p, size)
+            for p in paths]
+    return normalize(torch.stack([to_tensor(im) for im in imgs]))
