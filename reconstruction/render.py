@@ -5,7 +5,8 @@ Input: a scene dir with `scale{k}.ply` (metres, z up). Output per scale k under 
 `view{NN}_height.npy` (float16 metres above ground, 0 = empty; mask = depth > 0),
 `view{NN}_normals.png` (world-frame normals as (n + 1) / 2 * 255, black = empty),
 `dsm.npy` (float16 height above ground on the nadir grid, 0 = no data), `dsm.png` (colour-mapped),
-`cameras.json` (every view's K and cam_from_world, the ground level and the DSM grid).
+`cameras.json` (every view's K and cam_from_world, the ground level and the DSM grid), and
+`out/preview.png`: one row per scale of the colour views, the normals of the nadir and the DSM.
 All scales share one set of cameras, so their views line up pixel for pixel.
 """
 from __future__ import annotations
@@ -165,6 +166,13 @@ def write_scale(out: Path, views: dict[str, np.ndarray], cams: list[ViewCamera],
             "dsm_max_height": round(float(dsm.max()), 3)}
 
 
+def preview_row(scale_dir: Path, cams: list[ViewCamera]) -> np.ndarray:
+    """One strip for the preview: every colour view, the nadir normals and the DSM, framed in white."""
+    tiles = [cv2.imread(str(scale_dir / f"{c.name}_color.png")) for c in cams]
+    tiles += [cv2.imread(str(scale_dir / f"{cams[0].name}_normals.png")), cv2.imread(str(scale_dir / "dsm.png"))]
+    return np.hstack([cv2.copyMakeBorder(t, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=(255, 255, 255)) for t in tiles])
+
+
 def render_building(scene_dir: Path, out: Path, cfg: RenderConfig) -> dict:
     """Render every scale of the scene in `scene_dir` into `out/scale{k}/`; returns a small summary."""
     t0 = time.time()
@@ -185,9 +193,12 @@ def render_building(scene_dir: Path, out: Path, cfg: RenderConfig) -> dict:
              "frame": "metres, z up, OpenCV cameras (cam_from_world)",
              "files": "view{NN}_{color.png,depth.npy,height.npy,normals.png}; empty pixels: depth 0, height 0"}
     scales = {}
+    rows = []
     for k, (xyz, rgb) in clouds.items():
         views = render_views(xyz, rgb, cams, cfg, ground, device)
         scales[str(k)] = {"points": int(len(xyz))} | write_scale(out / f"scale{k}", views, cams, frame, cfg)
+        rows.append(preview_row(out / f"scale{k}", cams))
+    cv2.imwrite(str(out / "preview.png"), np.vstack(rows))
     return {"scales": scales, "ground_z": round(ground, 3), "radius": round(radius, 3),
             "center": [round(float(v), 3) for v in center], "views": len(cams), "device": str(device),
             "render_seconds": round(time.time() - t0, 3)}
