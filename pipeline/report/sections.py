@@ -211,16 +211,21 @@ def reconstruction(ctx: ReportContext) -> str:
     html += table(rows, cols, row_class="cls")
     if not ctx.cfg.snapshots:
         return html + note("point-cloud snapshots are off (report.snapshots: false)")
-    figs = []
+    figs, problems = [], []
     for bid in ok_ids[: ctx.cfg.max_buildings]:
         d = ctx.workdir / "reconstruct" / bid
-        clouds = {f"scale {k}": read_ply(d / f"scale{k}.ply") for k in _scales(d)}
+        try:  # one unreadable cloud costs its snapshot, not the section
+            clouds = {f"scale {k}": read_ply(d / f"scale{k}.ply") for k in _scales(d)}
+        except (ValueError, OSError, RuntimeError, Missing) as e:
+            problems.append(f"building {bid}: no snapshot ({e})")
+            continue
         if not clouds:
             continue
         path = plots.plot_point_clouds(clouds, ctx.img(f"cloud_{bid}.png"))
         figs.append(figure(ctx.rel(path), f"building {bid}: point cloud per scale (oblique view, colours from the drone images)"))
     html += "<h3>Point clouds per scale</h3>"
     html += grid(figs, 620) if figs else note("no scale{k}.ply point clouds found in the reconstruct dir")
+    html += "".join(note(p) for p in problems)
     if len(ok_ids) > ctx.cfg.max_buildings:
         html += caption(f"first {ctx.cfg.max_buildings} of {len(ok_ids)} buildings shown (report.max_buildings)")
     return html

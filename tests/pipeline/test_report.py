@@ -218,6 +218,7 @@ def test_missing_sections_degrade_to_one_line(tmp_path):
     wd = make_workdir(tmp_path, stages=("data", "reconstruct"))
     (wd / "evaluate").mkdir()
     (wd / "evaluate" / "metrics.json").write_text("{ not json")  # a broken artifact, not just a missing one
+    (wd / "reconstruct" / "0002" / "scale2.ply").write_text("garbage")  # costs that building's snapshot only
     report = build_report(wd, wd / "report")
     sections = _sections(report.page.read_text())
     assert set(report.missing) == {"renders", "grem", "training", "evaluation", "ablation", "examples"}
@@ -227,7 +228,9 @@ def test_missing_sections_degrade_to_one_line(tmp_path):
     assert "stage &#x27;render&#x27; has not run" in sections["renders"][1]
     assert "metrics.json: not valid JSON" in sections["evaluation"][1]
     assert "no ablation run" in sections["ablation"][1]
-    assert not sections["reconstruction"][0] and "cloud_0001.png" in sections["reconstruction"][1]
+    recon = sections["reconstruction"][1]
+    assert not sections["reconstruction"][0] and "cloud_0001.png" in recon and "cloud_0002.png" not in recon
+    assert "building 0002: no snapshot" in recon and "scale2.ply: not a PLY file" in recon
     # an empty work dir still gives a page
     empty = build_report(tmp_path / "empty", tmp_path / "empty" / "report")
     assert set(empty.missing) == {"dataset", "reconstruction", "renders", "grem", "training", "evaluation",
