@@ -100,6 +100,13 @@ def plot_image_grid(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray | N
     n_rows = max(1, len(rows))
     n_cols = max(1, max((len(p) for _, p in rows), default=1))
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell_in * n_cols + 0.4, cell_in * n_rows + 0.3), squeeze=False)
+    # One colour scale per column, so a map reads the same in every row (e.g. the heights of all scales).
+    limits: dict[int, tuple[float, float]] = {}
+    for c in range(n_cols):
+        vals = [_valid(p[c][1]) for _, p in rows if c < len(p) and p[c][1] is not None and np.asarray(p[c][1]).ndim == 2]
+        vals = [v for v in vals if v.size]
+        if vals:
+            limits[c] = (min(float(v.min()) for v in vals), max(float(v.max()) for v in vals))
     for r, (label, panels) in enumerate(rows):
         for c in range(n_cols):
             ax = axes[r][c]
@@ -122,15 +129,22 @@ def plot_image_grid(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray | N
             if img.ndim == 2:
                 data = np.ma.masked_where(~np.isfinite(img) | (img == 0), img.astype(np.float32))
                 cmap = plt.get_cmap("turbo" if "height" in name or "DSM" in name else "viridis").with_extremes(bad="white")
-                ax.imshow(data, cmap=cmap, interpolation="nearest")
-                if data.count():
-                    ax.set_xlabel(f"{float(data.min()):.1f} – {float(data.max()):.1f} {map_unit}".strip(), fontsize=7)
+                lo, hi = limits.get(c, (None, None))
+                ax.imshow(data, cmap=cmap, interpolation="nearest", vmin=lo, vmax=hi)
+                if data.count() and lo is not None:
+                    ax.set_xlabel(f"{lo:.1f} – {hi:.1f} {map_unit}".strip(), fontsize=7)
             else:
                 ax.imshow(img, interpolation="nearest")
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return _save(fig, out)
+
+
+def _valid(img: np.ndarray) -> np.ndarray:
+    """The values of a float map that hold data (finite, non-zero: 0 means empty in the render maps)."""
+    a = np.asarray(img, dtype=np.float32)
+    return a[np.isfinite(a) & (a != 0)]
 
 
 def plot_scalar_groups(series: Mapping[str, tuple[np.ndarray, np.ndarray]], out: Path, x_label: str = "step") -> Path:
