@@ -131,12 +131,25 @@ def overview(ctx: ReportContext) -> str:
             "seconds": (m.get("timings") or {}).get("seconds"),
             "ok": counts.get("ok"), "failed": counts.get("failed"), "cached": counts.get("cached"),
             "key": m.get("key"),
+            "summary": _short_summary(m.get("summary") or {}),
             "cls": "failed" if counts.get("failed") or not m.get("finished") else "",
         })
     cols = [Col("stage", "stage", text=True), Col("status", "status", text=True), Col("finished", "finished_at", text=True),
             Col("seconds", "seconds", digits=1), Col("items ok", "ok"), Col("failed", "failed"), Col("cached", "cached"),
-            Col("cache key", "key", text=True)]
-    return table(rows, cols, row_class="cls")
+            Col("summary", "summary", text=True), Col("cache key", "key", text=True)]
+    return table(rows, nonempty(cols, rows, keep=("stage", "status")), row_class="cls")
+
+
+def _short_summary(summary: dict, n: int = 5) -> str:
+    """The first few scalar entries of a stage's summary (what `skylink run` prints per stage)."""
+    parts = []
+    for k, v in summary.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)) or len(str(v)) > 40 or k == "root":
+            continue
+        parts.append(f"{k} {fmt(v, 3) if isinstance(v, float) else v}")
+        if len(parts) == n:
+            break
+    return ", ".join(parts)
 
 
 # --- dataset ---------------------------------------------------------------------------------------
@@ -257,8 +270,11 @@ def renders(ctx: ReportContext) -> str:
             continue
         path = plots.plot_image_grid(rows, ctx.img(f"render_{bid}.png"), map_unit="m")
         info = (m.get("items") or {}).get(bid, {})
-        n_views = info.get("views")
+        n_views = info.get("views") or (m.get("summary") or {}).get("views")
         text = f"building {bid}: rendered views and priors per scale" + (f" ({n_views} views each; one nadir, one oblique shown)" if n_views else "")
+        cov = info.get("coverage")
+        if isinstance(cov, dict) and cov:
+            text += "; pixels covered: " + ", ".join(f"scale {k} {100 * float(v):.0f}%" for k, v in sorted(cov.items()))
         figs.append(figure(ctx.rel(path), text))
     if not figs:
         raise Missing("no scale*/ render folders found under the render dir")
