@@ -1,0 +1,110 @@
+"""Cameras of the synthetic world (OpenCV convention, `cam_from_world`, local ENU metres).
+
+PINHOLE: a world point X maps to camera coordinates Xc = R X + t (x right, y down, z forward) and
+to pixel (u, v) = (fx Xc.x / Xc.z + cx, fy Xc.y / Xc.z + cy); pixel (i, j) covers [i, i+1) x [j, j+1),
+its centre is (i + 0.5, j + 0.5) (COLMAP's convention).
+
+ORTHO (satellite tiles): the same Xc = R X + t with R = diag(1, -1, -1) (x east, y south, z down),
+but (u, v) = (fx Xc.x + cx, fy Xc.y + cy) with fx = fy = 1 / gsd and (cx, cy) = (W / 2, H / 2): no
+division by depth. The tile is north-up and the camera centre (east, north) projects to the image
+centre; Xc.z is the depth below the (arbitrary) camera height.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+ORTHO_HEIGHT = 1000.0  # metres above the ground of the satellite "camera" centre
+
+
+@dataclass
+class Camera:
+    model: str               # PINHOLE | ORTHO
+    width: int
+    height: int
+    K: np.ndarray            # (3, 3)
+    cam_from_world: np.ndarray  # (3, 4) [R | t]
+
+    @property
+    def R(self) -> np.ndarray:
+        return self.cam_from_world[:, :3]
+
+    @property
+    def t(self) -> np.ndarray:
+        return self.cam_from_world[:, 3]
+
+    @property
+    def center(self) -> np.ndarray:
+        """Camera centre in the world frame, -R^T t."""
+        return -self.R.T @ self.t
+
+    def rays(self) -> np.ndarray:
+        """(H*W, 6) float32 rays [origin, direction] through pixel centres, row-major. For
+        PINHOLE the direction has camera z = 1, so the hit distance is the z-depth."""
+        u, v = np.meshgrid(np.arange(self.width) + 0.5, np.arange(self.height) + 0.5)
+        u, v = u.ravel(), v.ravel()
+        Rt = self.R.T
+        fx, fy, cx, cy = self.K[0, 0], self.K[1, 1], self.K[0, 2], self.K[1, 2]
+        if self.model == "PINHOLE":
+            d_cam = np.stack([(u - cx) / fx, (v - cy) / fy, np.ones_like(u)], -1)
+            dirs = d_cam @ Rt.T
+            orig = np.broadcast_to(self.center, dirs.shape)
+        elif self.model == "ORTHO":
+            p_cam = np.stack([(u - cx) / fx, (v - cy) / fy, np.zeros_like(u)], -1)
+            orig = (p_cam - self.t) @ Rt.T
+            dirs = np.broadcast_to(Rt[:, 2], orig.shape)
+        else:
+            raise ValueError(f"unknown camera model {self.model!r}")
+        return np.concatenate([orig, dirs], -1).astype(np.float32)
+
+    def project(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """World points (N, 3) -> pixels (N, 2) and depth (N,) (camera z)."""
+        Xc = X @ self.R.T + self.t
+        if self.model == "PINHOLE":
+            uv = Xc[:, :2] / Xc[:, 2:3]
+        else:
+            uv = Xc[:, :2]
+        uv = uv * [self.K[0, 0], self.K[1, 1]] + [self.K[0, 2], self.K[1, 2]]
+        return uv, Xc[:, 2]
+
+    def to_json(self, view: str) -> dict:
+        return {"view": view, "model": self.model, "width": int(self.width), "height": int(self.height),
+                "K": _r(self.K), "cam_from_world": _r(self.cam_from_world)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Camera":
+        return cls(d["model"], int(d["width"]), int(d["height"]), np.asarray(d["K"], float),
+                   np.asarray(d["cam_from_world"], float))
+
+
+def _r(a: np.ndarray) -> list:
+    # rounded so the JSON bytes do not depend on the last float bits
+    return [[float(f"{x:.9g}") for x in row] for row in np.asarray(a, float)]
+
+
+def pinhole(width: int, height: int, fov_deg: float, C: np.ndarray, forward: np.ndarray) -> Camera:
+    """A level (no roll) pinhole camera at C looking along `forward`; fov is horizontal."""
+    f = 0.5 * width / math.tan(math.radians(fov_deg) / 2)
+    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
+    z = forward / np.linalg.norm(forward)
+    x = np.cross(z, [0.0, 0.0, 1.0])
+    if np.linalg.norm(x) < 1e-6:  # straight down: image x east
+        x = np.array([1.0, 0.0, 0.0])
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    R = np.stack([x, y, z])
+    return Camera("PINHOLE", width, height, K, np.concatenate([R, (-R @ C)[:, None]], 1))
+
+
+def look_at(width: int, height: int, fov_deg: float, C: np.ndarray, target: np.ndarray) -> Camera:
+    return pinhole(width, height, fov_deg, np.asarray(C, float), np.asarray(target, float) - C)
+
+
+def ortho(size: int, gsd: float, center_xy: np.ndarray) -> Camera:
+    """North-up nadir orthographic tile of size x size pixels centred at `center_xy`."""
+    K = np.array([[1 / gsd, 0, size / 2], [0, 1 / gsd, size / 2], [0, 0, 1.0]])
+    R = np.diag([1.0, -1.0, -1.0])
+    C = np.array([center_xy[0], center_xy[1], ORTHO_HEIGHT])
+    return Camera("ORTHO", size, size, K, np.concatenate([R, (-R @ C)[:, None]], 1))
