@@ -171,3 +171,14 @@ def test_bad_input_names_the_file(tmp_path):
         (tmp_path / f"scale{k}.ply").write_bytes(b"\x00garbage")
     with pytest.raises(ValueError, match=r"scale1\.ply: not a PLY file"):
         render_building(tmp_path, tmp_path / "out", cfg)
+
+
+def test_empty_scale_renders_empty_views(tmp_path):
+    scene = box_scene(tmp_path / "scene", n=2000)
+    # The reconstruct stage writes an empty ascii PLY for a scale whose images saw no points.
+    (scene / "scale3.ply").write_text("ply\nformat ascii 1.0\nelement vertex 0\nproperty double x\nproperty double y\n"
+                                      "property double z\nend_header\n")
+    summary = render_building(scene, tmp_path / "out", RenderConfig(n_views=2, image_size=32, device="cpu"))
+    assert summary["scales"]["3"] == {"points": 0, "coverage": 0.0, "dsm_coverage": 0.0, "dsm_max_height": 0.0}
+    assert summary["scales"]["1"]["coverage"] > 0.3
+    assert not np.load(tmp_path / "out" / "scale3" / "view01_depth.npy").any()
