@@ -72,6 +72,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     amp: bool = True                       # only on CUDA
     num_workers: int = 0
+    nproc_per_node: int = 1                # >1: the train stage runs torchrun (DDP) with this many processes
     cache_images: int = 4096               # decoded training images kept in memory (0: none)
     # validation and checkpoints
     val_share: float = 0.1                 # train buildings held out for the R@1 printed per epoch

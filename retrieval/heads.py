@@ -52,7 +52,9 @@ class PAFAHead(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.proj(x)
+        # A channels-last backbone map would give the 1x1 projection channels-last gradients, which DDP's
+        # contiguous gradient buckets then have to copy on every step.
+        x = self.proj(x.contiguous())
         if x.shape[-2:] != (self.grid, self.grid):
             x = F.adaptive_avg_pool2d(x, self.grid)
         x = x.flatten(2)                                   # B x C' x N patches

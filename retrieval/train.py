@@ -233,9 +233,10 @@ def train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None 
     model = SkyLinkModel(cfg).to(device)
     base = model
     if dd.world > 1:
-        # The 3D adapter is unused on batches without renders, hence find_unused_parameters.
+        # Every trained parameter is used in each forward (the 3D adapter runs on every batch, masked rows
+        # included, and the temperature is returned by forward), so no unused-parameter search is needed.
         model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+            model, device_ids=[device.index] if device.type == "cuda" else None)
 
     steps_per_epoch = len(plan_batches(train_ids, cfg.batch_size, cfg.samples_per_building, cfg.seed, 0)) // dd.world
     if steps_per_epoch < 1:
@@ -361,10 +362,10 @@ def train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None 
             writer.add_scalar("throughput/images_per_s", record["images_per_s"], global_step)
             writer.flush()
         history.append(record)
-        logger.info("epoch %d/%d: loss %.4f, T %.4f, %.1f images/s%s", epoch + 1, cfg.epochs, record["loss_total"],
-                    record["temperature"], record["images_per_s"],
-                    f", val R@1 {record['val_r1']:.3f}" if "val_r1" in record else "")
         if dd.main:
+            logger.info("epoch %d/%d: loss %.4f, T %.4f, %.1f images/s%s", epoch + 1, cfg.epochs,
+                        record["loss_total"], record["temperature"], record["images_per_s"],
+                        f", val R@1 {record['val_r1']:.3f}" if "val_r1" in record else "")
             path = out / CKPT_DIR / f"epoch_{epoch + 1:03d}.pt"
             _atomic_save({"model": base.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": _rng_state(),
