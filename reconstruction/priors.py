@@ -92,11 +92,9 @@ def normals_from_depth(
     denom = count.clamp_min(1)
     mean = [sc / denom for sc in s1]
     m2 = [s2[k] / denom - mean[a] * mean[b] for k, (a, b) in enumerate(pairs)]
-    cov = torch.stack([m2[0], m2[3], m2[4], m2[3], m2[1], m2[5], m2[4], m2[5], m2[2]], -1).view(B, H, W, 3, 3)
-    evals, evecs = torch.linalg.eigh(cov)  # ascending eigenvalues
-    n = evecs[..., 0]  # [B,H,W,3]
+    n, lam2 = plane_normal(*m2)
     # A plane needs neighbours spread in two directions; a line of points leaves the normal undefined.
-    ok = valid & (count >= 4) & (evals[..., 1] > 1e-4 * footprint * footprint)
+    ok = valid & (count >= 4) & (lam2 > 1e-4 * footprint * footprint)
     # Turn the normal towards the camera: against the viewing ray.
     T = cam_from_world.to(P).reshape(-1, 3, 4).expand(B, 3, 4)
     if orthographic:
@@ -107,6 +105,36 @@ def normals_from_depth(
     flip = (n * ray).sum(-1, keepdim=True) > 0
     n = torch.where(flip, -n, n)
     return torch.where(ok.unsqueeze(-1), n, torch.zeros_like(n))
+
+
+def plane_normal(xx: Tensor, yy: Tensor, zz: Tensor, xy: Tensor, xz: Tensor, yz: Tensor,
+                 iterations: int = 2) -> tuple[Tensor, Tensor]:
+    """Eigenvector of the smallest eigenvalue of symmetric 3x3 covariances given by their 6 entries.
+
+    Batched eigh costs more than the rest of the normal estimation together; instead: the adjugate
+    of C has the same eigenvectors with eigenvalues (l2 l3, l1 l3, l1 l2), so C's smallest axis is the
+    adjugate's dominant one, found from its largest column by a couple of power iterations (fast,
+    since l1 l2 >> l1 l3 for a planar patch). Returns the unit vectors [..., 3] and an estimate of
+    the middle eigenvalue l2 (small when the points lie on a line).
+    """
+    # Adjugate entries (symmetric): cofactors of C.
+    a00 = yy * zz - yz * yz
+    a11 = xx * zz - xz * xz
+    a22 = xx * yy - xy * xy
+    a01 = xz * yz - xy * zz
+    a02 = xy * yz - xz * yy
+    a12 = xy * xz - xx * yz
+    cols = torch.stack([torch.stack([a00, a01, a02], -1), torch.stack([a01, a11, a12], -1),
+                        torch.stack([a02, a12, a22], -1)], -2)  # [..., 3 cols, 3]
+    best = cols.norm(dim=-1).argmax(-1, keepdim=True)
+    v = torch.gather(cols, -2, best[..., None].expand(*best.shape, 3)).squeeze(-2)
+    A = cols  # symmetric: rows == columns
+    for _ in range(iterations):
+        v = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+        v = (A @ v.unsqueeze(-1)).squeeze(-1)
+    top = v.norm(dim=-1)  # ~ l1 * l2 (v was unit before the last product)
+    trace = (xx + yy + zz).clamp_min(1e-30)  # ~ l1 when l1 dominates; then l2 ~ top / trace
+    return v / top.unsqueeze(-1).clamp_min(1e-30), top / trace
 
 
 def fill_holes(height: np.ndarray, valid: np.ndarray, max_px: int) -> tuple[np.ndarray, np.ndarray]:

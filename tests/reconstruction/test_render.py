@@ -182,3 +182,20 @@ def test_empty_scale_renders_empty_views(tmp_path):
     assert summary["scales"]["3"] == {"points": 0, "coverage": 0.0, "dsm_coverage": 0.0, "dsm_max_height": 0.0}
     assert summary["scales"]["1"]["coverage"] > 0.3
     assert not np.load(tmp_path / "out" / "scale3" / "view01_depth.npy").any()
+
+
+def test_plane_normal_matches_eigh_on_planar_covariances():
+    from reconstruction.priors import plane_normal
+
+    g = torch.Generator().manual_seed(3)
+    # Covariances of flat patches: two large axes, one small, in random orientations.
+    Q, _ = torch.linalg.qr(torch.randn(500, 3, 3, generator=g))
+    lam = torch.stack([torch.rand(500, generator=g) + 0.5, torch.rand(500, generator=g) + 0.2,
+                       torch.rand(500, generator=g) * 0.01], -1)
+    C = Q @ torch.diag_embed(lam) @ Q.transpose(1, 2)
+    n, lam2 = plane_normal(C[:, 0, 0], C[:, 1, 1], C[:, 2, 2], C[:, 0, 1], C[:, 0, 2], C[:, 1, 2])
+    ref = torch.linalg.eigh(C).eigenvectors[..., 0]
+    assert torch.all((n * ref).sum(-1).abs() > 0.999)
+    # The middle eigenvalue is estimated within a factor 2 (l1 l2 / trace), enough for a threshold.
+    mid = torch.minimum(lam[:, 0], lam[:, 1])
+    assert torch.all((lam2 > 0.45 * mid) & (lam2 < 1.01 * mid))
