@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -43,21 +44,18 @@ class Camera:
     def rays(self) -> np.ndarray:
         """(H*W, 6) float32 rays [origin, direction] through pixel centres, row-major. For
         PINHOLE the direction has camera z = 1, so the hit distance is the z-depth."""
-        u, v = np.meshgrid(np.arange(self.width) + 0.5, np.arange(self.height) + 0.5)
-        u, v = u.ravel(), v.ravel()
-        Rt = self.R.T
-        fx, fy, cx, cy = self.K[0, 0], self.K[1, 1], self.K[0, 2], self.K[1, 2]
-        if self.model == "PINHOLE":
-            d_cam = np.stack([(u - cx) / fx, (v - cy) / fy, np.ones_like(u)], -1)
-            dirs = d_cam @ Rt.T
-            orig = np.broadcast_to(self.center, dirs.shape)
-        elif self.model == "ORTHO":
-            p_cam = np.stack([(u - cx) / fx, (v - cy) / fy, np.zeros_like(u)], -1)
-            orig = (p_cam - self.t) @ Rt.T
-            dirs = np.broadcast_to(Rt[:, 2], orig.shape)
-        else:
+        if self.model not in ("PINHOLE", "ORTHO"):
             raise ValueError(f"unknown camera model {self.model!r}")
-        return np.concatenate([orig, dirs], -1).astype(np.float32)
+        grid = _pixel_grid(self.width, self.height, *(float(x) for x in self.K[[0, 1, 0, 1], [0, 1, 2, 2]]))
+        out = np.empty((len(grid), 6), np.float32)
+        Rt = self.R.T
+        if self.model == "PINHOLE":
+            out[:, :3] = self.center
+            out[:, 3:] = grid @ Rt.T
+        else:  # grid z is 1; for ORTHO the pixel's point sits on the camera plane z = 0
+            out[:, :3] = (grid - [0.0, 0.0, 1.0] - self.t) @ Rt.T
+            out[:, 3:] = Rt[:, 2]
+        return out
 
     def project(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """World points (N, 3) -> pixels (N, 2) and depth (N,) (camera z)."""
@@ -77,6 +75,15 @@ class Camera:
     def from_json(cls, d: dict) -> "Camera":
         return cls(d["model"], int(d["width"]), int(d["height"]), np.asarray(d["K"], float),
                    np.asarray(d["cam_from_world"], float))
+
+
+@lru_cache(maxsize=16)
+def _pixel_grid(width: int, height: int, fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
+    """Camera-frame rays (z = 1) through the pixel centres, row-major; cached per intrinsics."""
+    u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    g = np.stack([(u.ravel() - cx) / fx, (v.ravel() - cy) / fy, np.ones(u.size)], -1)
+    g.setflags(write=False)
+    return g
 
 
 def _r(a: np.ndarray) -> list:

@@ -50,7 +50,7 @@ class SynthConfig:
     sun_elevation_deg: list[float] = field(default_factory=lambda: [25.0, 70.0])
     sun_azimuth_deg: list[float] = field(default_factory=lambda: [0.0, 360.0])
     drone_sun_jitter_deg: float = 3.0
-    ambient: list[float] = field(default_factory=lambda: [0.30, 0.50])
+    ambient: list[float] = field(default_factory=lambda: [0.40, 0.60])
     exposure: list[float] = field(default_factory=lambda: [0.85, 1.15])
     white_balance: float = 0.06  # +- per-channel gain jitter
     shadows: bool = True

@@ -51,14 +51,21 @@ class NoiseBank:
         """Sum of octaves with unit total variance (before LOD fading); fp = metres per pixel."""
         out = np.zeros(len(u), np.float32)
         norm = np.sqrt(sum(gain ** (2 * k) for k in range(octaves)))
+        seed = np.asarray(seed)
         for k in range(octaves):
             lam = wavelength / LACUNARITY ** k
             w = np.clip(lam / (fp * 4.0) - 0.5, 0.0, 1.0).astype(np.float32)
-            if not np.any(w > 0):
+            act = np.nonzero(w > 0)[0]
+            if len(act) == 0:
                 break
             s = PERIOD / lam
-            off = 37.7 * (k + 1) + seed
-            out += (gain ** k / norm) * w * self.octave(k, u * s + off, v * s + off * 0.61)
+            g = np.float32(gain ** k / norm)
+            if len(act) > 0.7 * len(w):
+                off = 37.7 * (k + 1) + seed
+                out += g * w * self.octave(k, u * s + off, v * s + off * 0.61)
+            else:  # fine octaves matter only for near pixels: evaluate those alone
+                off = 37.7 * (k + 1) + (seed[act] if seed.ndim else seed)
+                out[act] += g * w[act] * self.octave(k, u[act] * s + off, v[act] * s + off * 0.61)
         return out
 
 
@@ -222,11 +229,29 @@ class Shader:
         cls = _remap(self.gcls, tx, ty, cv2.INTER_NEAREST)
         nz = self.noise
         shade = np.ones(len(u), np.float32)
-        soft = np.isin(cls, (style.GRASS, style.FIELD))
-        if soft.any():
-            i = np.nonzero(soft)[0]
+        grass = cls == style.GRASS
+        if grass.any():
+            i = np.nonzero(grass)[0]
             n = nz.fbm(u[i], v[i], 6.0, 10, fp[i], gain=0.72, seed=1.0)
             shade[i] = 1 + 0.26 * n
+        field = cls == style.FIELD
+        if field.any():
+            # farmland parcels around the campus: own crop colour and furrow direction per parcel,
+            # so the far ground carries features too
+            i = np.nonzero(field)[0]
+            fu, fv = u[i], v[i]
+            warp = 12.0 * nz.fbm(fu, fv, 150.0, 2, fp[i], seed=21.0)
+            pr, _ = _grid(fv + warp, 57.0)
+            pc, frac = _grid(fu + 0.5 * warp + 23.0 * (pr % 3), 83.0)
+            h1, h2, h3 = hash01(pr, pc, 5), hash01(pc, pr, 6), hash01(pr + 7, pc, 8)
+            ang = h2 * np.float32(np.pi)
+            along = np.cos(ang) * fu + np.sin(ang) * fv
+            furrow = np.sin(along * np.float32(2 * np.pi / 2.2)).astype(np.float32) * _fade(2.2, fp[i])
+            tint = np.stack([0.85 + 0.4 * h1, 0.9 + 0.25 * h3, 0.7 + 0.5 * h1 * h3], -1).astype(np.float32)
+            hedge = (frac * 83.0 < 2.0).astype(np.float32) * _fade(2.0, fp[i])
+            n = nz.fbm(fu, fv, 8.0, 10, fp[i], gain=0.7, seed=1.5)
+            c[i] = c[i] * tint * (1 - 0.45 * hedge)[:, None]
+            shade[i] = 1 + 0.2 * n + 0.1 * furrow
         hard = np.isin(cls, (style.ROAD, style.PARKING, style.MARKING, style.GRAVEL))
         if hard.any():
             i = np.nonzero(hard)[0]
