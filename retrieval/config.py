@@ -43,6 +43,7 @@ class TrainConfig:
     scales: tuple[int, ...] = (1, 2, 3)
     render_modalities: tuple[str, ...] = ("color", "depth", "height")
     render_image_size: int = 128
+    render_height_range_m: float = 50.0    # height maps are encoded as height / this (metric, clipped)
     render_encoder: str = "efficientnet_lite0"
     render_feature_dim: int = 1280         # channels of the frozen render encoder's global feature
     adapter_hidden: int = 256
@@ -72,6 +73,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     amp: bool = True                       # only on CUDA
     num_workers: int = 0
+    threads: int = 0                       # torch CPU threads while training (0: torch's default); 1 is
+                                           # much faster when other processes share the cores (OpenMP spinning)
     nproc_per_node: int = 1                # >1: the train stage runs torchrun (DDP) with this many processes
     cache_images: int = 4096               # decoded training images kept in memory (0: none)
     # validation and checkpoints

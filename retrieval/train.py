@@ -193,7 +193,18 @@ def train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None 
     `max_epochs_this_run` stops after that many epochs of this call (time-boxed runs; the next call
     resumes) and then returns the last epoch checkpoint instead.
     """
-    data_root, out = Path(data_root), Path(out)
+    threads = torch.get_num_threads()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _train(Path(data_root), Path(out), cfg, renders=renders, grem=grem, resume=resume,
+                      max_epochs_this_run=max_epochs_this_run, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None, grem: Path | None,
+           resume: bool, max_epochs_this_run: int | None, progress: bool) -> Path:
     device = resolve_device(cfg.device)
     dd = _setup_dist(device)
     if device.type == "cuda" and dd.world > 1:
@@ -215,7 +226,7 @@ def train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None 
             features = cache_render_features(Path(renders), train_ids, feat_dir, scales=tuple(cfg.scales),
                                              modalities=tuple(cfg.render_modalities),
                                              image_size=cfg.render_image_size, encoder_name=cfg.render_encoder,
-                                             device=str(device))
+                                             height_range_m=cfg.render_height_range_m, device=str(device))
         dd.barrier()
         if not dd.main:
             features = {b: feat_dir / f"{b}.npy" for b in train_ids if (feat_dir / f"{b}.npy").is_file()}
@@ -294,11 +305,10 @@ def train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None 
                             view_dropout=cfg.view_dropout, image_cache=cache)
         loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=cfg.num_workers)
         sums: dict[str, float] = {}
-        n_images, t_steps, t0 = 0, 0.0, time.time()
+        n_images, t0 = 0, time.time()
         bar = tqdm(loader, desc=f"train {epoch + 1}/{cfg.epochs}", disable=not (progress and dd.main), unit="step",
                    leave=False)
         for step, batch in enumerate(bar):
-            ts = time.time()
             views = ["street", "satellite"] + (["street2", "satellite2"] if two_views else [])
             n = len(batch["ids"])
             images = normalize(torch.cat([batch[v] for v in views]).to(device, non_blocking=True))
@@ -325,6 +335,8 @@ def train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None 
             if dd.world > 1:
                 dist.all_reduce(finite, op=dist.ReduceOp.MIN)
             if finite.item() < 1:
+                if writer is not None:
+                    writer.close()
                 raise NonFiniteLossError(
                     f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1} (global step "
                     f"{global_step + 1}); training stopped, last good checkpoint: {last_ckpt or 'none (no epoch finished)'}")
@@ -337,7 +349,6 @@ def train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None 
             scaler.update()
             scheduler.step()
             global_step += 1
-            t_steps += time.time() - ts
             n_images += images.shape[0]
             parts["total"] = float(loss.detach())
             for k, v in parts.items():
@@ -350,6 +361,8 @@ def train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None 
                 writer.add_scalar("lr", scheduler.get_last_lr()[-1], global_step)
             bar.set_postfix(loss=f"{parts['total']:.3f}", T=f"{temperature:.3f}")
         bar.close()
+        # Throughput over the whole loop: loading and augmenting the images is part of the cost on CPU.
+        t_steps = time.time() - t0
         n_steps = max(1, len(data))
         record = {"epoch": epoch + 1, "steps": len(data), **{f"loss_{k}": v / n_steps for k, v in sums.items()},
                   "temperature": 1.0 / float(base.temperature_scale().detach()),

@@ -76,52 +76,69 @@ def split_validation(ids: list[str], share: float, min_train: int, seed: int) ->
 # ---------------------------------------------------------------- 3D render features
 
 def render_views(render_dir: Path, scales: tuple[int, ...]) -> list[list[dict[str, Path]]]:
-    """Per scale, the rendered views (modality -> file) of one building, in view order."""
+    """Per scale, the rendered views (modality -> file) of one building, in view order.
+
+    Files follow the render stage's layout: `scale{k}/view{NN}_{modality}.png|.npy` (colour and normals
+    as PNG, depth and height as NPY); other files of the folder (dsm, cameras.json) are not views.
+    """
     out = []
     for k in scales:
         sdir = render_dir / f"scale{k}"
         views: dict[str, dict[str, Path]] = {}
         if sdir.is_dir():
             for f in sorted(sdir.iterdir()):
-                stem = f.name.split(".")[0]
-                if not stem.startswith("view") or "_" not in stem:
+                stem, suffix = f.name.split(".")[0], f.suffix.lower()
+                if not stem.startswith("view") or "_" not in stem or suffix not in (".png", ".jpg", ".npy"):
                     continue
                 view, modality = stem.split("_", 1)
-                if (modality == "color" and f.suffix.lower() in (".png", ".jpg")) or \
-                        (modality in ("depth", "height") and f.suffix == ".npy"):
-                    views.setdefault(view, {})[modality] = f
-        out.append([views[v] for v in sorted(views)])
+                views.setdefault(view, {})[modality] = f
+        out.append([views[v] for v in sorted(views) if "color" in views[v] or "depth" in views[v]])
     return out
 
 
-def _geometry_image(path: Path, invert: bool, size: int) -> np.ndarray:
-    """A depth or height map as an RGB uint8 image for the ImageNet encoder (PointCLIP-style: the map is
-    min-max normalised over its valid pixels and repeated over 3 channels; near = bright for depth)."""
+def _read_map(path: Path) -> np.ndarray:
     try:
         arr = np.load(path).astype(np.float32)
     except Exception as e:
         raise ValueError(f"{path}: cannot read render map ({e})") from None
     if arr.ndim == 3:
         arr = arr[..., 0]
-    valid = np.isfinite(arr)
-    if invert:
-        valid &= arr > 0   # depth 0 marks an empty pixel
-    img = np.zeros(arr.shape, np.float32)
-    if valid.any():
-        lo, hi = float(arr[valid].min()), float(arr[valid].max())
-        v = (arr[valid] - lo) / max(hi - lo, 1e-6)
-        img[valid] = 0.1 + 0.9 * ((1.0 - v) if invert else v)
-    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_NEAREST)
-    return np.repeat((img * 255).astype(np.uint8)[..., None], 3, axis=2)
+    if arr.ndim != 2:
+        raise ValueError(f"{path}: render map of shape {arr.shape} is not H x W")
+    return arr
 
 
-def _view_image(files: dict[str, Path], modality: str, size: int) -> np.ndarray | None:
+def _gray(values: np.ndarray, size: int) -> np.ndarray:
+    img = cv2.resize(values, (size, size), interpolation=cv2.INTER_NEAREST)
+    return np.repeat((np.clip(img, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def _view_image(files: dict[str, Path], modality: str, size: int, height_range_m: float) -> np.ndarray | None:
+    """One modality of a rendered view as an RGB uint8 image for the ImageNet encoder.
+
+    Depth and height become grey images (PointCLIP-style, repeated over 3 channels), empty pixels
+    (depth 0) black. Depth is min-max normalised per view, near = bright, since camera distances differ
+    between scales; height keeps its metric meaning (metres above ground / `height_range_m`), because
+    how tall a building is, is exactly what the 3D bridge can tell the street and satellite views.
+    """
     f = files.get(modality)
     if f is None:
         return None
-    if modality == "color":
+    if f.suffix.lower() in (".png", ".jpg"):
         return load_image(f, size)
-    return _geometry_image(f, invert=(modality == "depth"), size=size)
+    arr = _read_map(f)
+    depth = _read_map(files["depth"]) if modality != "depth" and "depth" in files else (arr if modality == "depth" else None)
+    valid = np.isfinite(arr)
+    if depth is not None and depth.shape == arr.shape:
+        valid &= depth > 0
+    img = np.zeros(arr.shape, np.float32)
+    if valid.any():
+        if modality == "depth":
+            lo, hi = float(arr[valid].min()), float(arr[valid].max())
+            img[valid] = 0.15 + 0.85 * (1.0 - (arr[valid] - lo) / max(hi - lo, 1e-6))
+        else:
+            img[valid] = 0.15 + 0.85 * np.clip(arr[valid] / height_range_m, 0, 1)
+    return _gray(img, size)
 
 
 def _files_key(views: list[list[dict[str, Path]]]) -> list:
@@ -131,7 +148,7 @@ def _files_key(views: list[list[dict[str, Path]]]) -> list:
 
 def cache_render_features(renders: Path, ids: list[str], out_dir: Path, *, scales: tuple[int, ...],
                           modalities: tuple[str, ...], image_size: int, encoder_name: str = "efficientnet_lite0",
-                          device: str = "auto", batch_size: int = 32) -> dict[str, Path]:
+                          height_range_m: float = 50.0, device: str = "auto", batch_size: int = 32) -> dict[str, Path]:
     """Encode every rendered view once with the frozen encoder; write `<id>.npy` (S x V x M x C float32,
     NaN rows for absent views) into out_dir. Reuses files whose render inputs are unchanged.
     Returns building id -> feature file, for buildings that have at least one rendered view."""
@@ -139,7 +156,7 @@ def cache_render_features(renders: Path, ids: list[str], out_dir: Path, *, scale
     index_path = out_dir / "index.json"
     index = json.loads(index_path.read_text()) if index_path.is_file() else {}
     settings = {"encoder": encoder_name, "image_size": image_size, "modalities": list(modalities),
-                "scales": list(scales)}
+                "scales": list(scales), "height_range_m": height_range_m}
     if index.get("settings") != settings:
         index = {"settings": settings, "items": {}}
     encoder = None
@@ -161,7 +178,7 @@ def cache_render_features(renders: Path, ids: list[str], out_dir: Path, *, scale
         for si, scale in enumerate(views):
             for vi, files in enumerate(scale):
                 for mi, mod in enumerate(modalities):
-                    img = _view_image(files, mod, image_size)
+                    img = _view_image(files, mod, image_size, height_range_m)
                     if img is not None:
                         jobs.append((si, vi, mi, img))
         for s in range(0, len(jobs), batch_size):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,7 +67,8 @@ def micro(tmp_path_factory) -> tuple[Path, Path]:
 def tiny_cfg(**kw) -> TrainConfig:
     base = dict(seed=3, epochs=2, batch_size=4, samples_per_building=1, image_size=64, render_image_size=32,
                 device="cpu", freeze_stages=5, pafa_proj_channels=32, pafa_depth=1, pafa_out_channels=16,
-                pafa_out_rows=2, adapter_hidden=16, val_share=0.0, lr=1e-3, warmup_epochs=0.5, cache_images=64)
+                pafa_out_rows=2, adapter_hidden=16, val_share=0.0, lr=1e-3, warmup_epochs=0.5, cache_images=64,
+                threads=1)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -115,7 +117,9 @@ def test_deterministic_resume_and_nonfinite(micro, tmp_path, monkeypatch):
     model, conf = load_checkpoint(final_a, "cpu")
     assert conf["use_3d"] is True and conf["use_grem"] is False   # resolved: no GREM lists given
     assert model.adapter3d is not None
-    # interrupted after epoch 1 (as if killed), same seed: bit-identical first epoch
+    # interrupted after epoch 1 (as if killed), same seed: bit-identical first epoch. The cached render
+    # features are reused (their index matches the render files), which also tests that cache.
+    shutil.copytree(tmp_path / "a" / "render_features", tmp_path / "b" / "render_features")
     ck1 = train(tree, tmp_path / "b", cfg, renders=renders, progress=False, max_epochs_this_run=1)
     assert ck1.name == "epoch_001.pt" and not (tmp_path / "b" / "model.pt").exists()
     assert _same(_weights(ck1), _weights(tmp_path / "a" / "checkpoints" / "epoch_001.pt"))
@@ -142,7 +146,6 @@ def test_deterministic_resume_and_nonfinite(micro, tmp_path, monkeypatch):
     assert (tmp_path / "a" / "tb").is_dir() and any((tmp_path / "a" / "tb").iterdir())
 
 
-@pytest.mark.slow
 def test_short_training_lowers_the_loss(micro, tmp_path):
     tree, renders = micro
     cfg = tiny_cfg(epochs=8, samples_per_building=2, batch_size=6, ssl_weight=3.0, lr=2e-3, warmup_epochs=1)
@@ -155,7 +158,6 @@ def test_short_training_lowers_the_loss(micro, tmp_path):
     assert all(h["images_per_s"] > 0 for h in hist)
 
 
-@pytest.mark.slow
 def test_ddp_two_processes_gloo(micro, tmp_path):
     tree, renders = micro
     out = tmp_path / "ddp"
