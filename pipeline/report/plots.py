@@ -77,8 +77,8 @@ def plot_point_clouds(clouds: Mapping[str, tuple[np.ndarray, np.ndarray]], out: 
             xyz, rgb = xyz[keep], rgb[keep]
         uv, depth = oblique_projection(xyz - centre)
         order = np.argsort(-depth)
-        size = float(np.clip(25000.0 / len(xyz), 0.8, 8.0))
-        ax.scatter(uv[order, 0], uv[order, 1], c=np.asarray(rgb)[order] / 255.0, s=size, marker=".",
+        size = float(np.clip(12000.0 / len(xyz), 0.3, 12.0))
+        ax.scatter(uv[order, 0], uv[order, 1], c=np.asarray(rgb)[order] / 255.0, s=size, marker="o",
                    linewidths=0, rasterized=True)
         if lims:
             ax.set_xlim(lims[0], lims[1])
@@ -169,7 +169,7 @@ def plot_scalar_groups(series: Mapping[str, tuple[np.ndarray, np.ndarray]], out:
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
         if len(tags) > 1 or tags[0] != group:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=7, ncol=2 if len(tags) > 4 else 1, framealpha=0.7)
     fig.tight_layout()
     return _save(fig, out)
 

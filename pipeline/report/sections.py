@@ -127,16 +127,15 @@ def overview(ctx: ReportContext) -> str:
         rows.append({
             "stage": stage,
             "status": "finished" if m.get("finished") else "unfinished",
-            "finished_at": m.get("finished_at"),
+            "finished_at": str(m.get("finished_at") or "").replace("T", " ") or None,
             "seconds": (m.get("timings") or {}).get("seconds"),
             "ok": counts.get("ok"), "failed": counts.get("failed"), "cached": counts.get("cached"),
-            "key": m.get("key"),
             "summary": _short_summary(m.get("summary") or {}),
             "cls": "failed" if counts.get("failed") or not m.get("finished") else "",
         })
     cols = [Col("stage", "stage", text=True), Col("status", "status", text=True), Col("finished", "finished_at", text=True),
             Col("seconds", "seconds", digits=1), Col("items ok", "ok"), Col("failed", "failed"), Col("cached", "cached"),
-            Col("summary", "summary", text=True), Col("cache key", "key", text=True)]
+            Col("summary", "summary", text=True)]
     return table(rows, nonempty(cols, rows, keep=("stage", "status")), row_class="cls")
 
 
@@ -164,10 +163,13 @@ def dataset(ctx: ReportContext) -> str:
                                    Col("buildings", "buildings"), Col("images", "images")])
     html += caption(f"dataset root: {summary.get('root', '?')}")
     root = ctx.data_root()
-    previews = sorted((root / "meta" / "preview").glob("*.png"))[:4] if root else []
-    figs = [figure(t, p.stem) for p in previews if (t := ctx.thumbnail(p, 900))]
-    if figs:
-        html += "<h3>Previews of the world</h3>" + grid(figs, 420)
+    if root and (root / "meta" / "preview").is_dir():
+        # the generator's overview of the region first, then the contact sheets of a few buildings
+        sheets = sorted((root / "meta" / "preview").glob("*.png"), key=lambda p: (p.stem != "overview", p.stem))[:3]
+        figs = [figure(t, "the region" if p.stem == "overview" else f"building {p.stem}")
+                for p in sheets if (t := ctx.thumbnail(p, 1400))]
+        if figs:
+            html += "<h3>The synthetic world</h3>" + grid(figs, 900)
     return html
 
 
@@ -324,7 +326,7 @@ def grem(ctx: ReportContext) -> str:
         html += note("no precision/recall: the google images carry no ground truth (meta/google_truth.json)")
     pngs = sorted((ctx.workdir / "enhance").glob("*.png"))
     if pngs:
-        html += grid([figure(ctx.copy_image(p, f"enhance_{p.name}"), p.stem.replace("_", " ")) for p in pngs], 460)
+        html += grid([figure(ctx.copy_image(p, f"enhance_{p.name}"), p.stem.replace("_", " ")) for p in pngs], 380)
     return html
 
 
@@ -411,7 +413,7 @@ def evaluation(ctx: ReportContext) -> str:
                            "rank of each query's first true match (from the evaluate stage)"))
     if not curves and not figs:
         html += note("no Recall@K curve: no per-query ranks CSV with first-match ranks in the evaluate dir")
-    return html + (grid(figs, 520) if figs else "")
+    return html + (grid(figs, 440) if figs else "")
 
 
 # --- ablation --------------------------------------------------------------------------------------
