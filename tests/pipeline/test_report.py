@@ -212,6 +212,13 @@ def test_recall_curve_from_ranks_csv(full_report):
     assert ranks[1].top[0] == "test/gallery_satellite/0103/0103.jpg" and ranks[1].label == "0102"
     cmc = cmc_from_ranks([r.first_rank for r in ranks], 6)
     np.testing.assert_allclose(cmc, [0.5, 0.5, 0.75, 0.75, 0.75, 1.0])
+    # numbered top-k columns and a query without a true match (counted as a miss at every K)
+    other = wd / "other.csv"
+    other.write_text("query,label,rank,top1,top2\nq/0001/a.jpg,0001,2,g/0002.jpg,g/0001.jpg\nq/0009/b.jpg,0009,,g/0001.jpg,g/0002.jpg\n")
+    ranks = read_ranks_csv(other)
+    assert [r.top for r in ranks] == [["g/0002.jpg", "g/0001.jpg"], ["g/0001.jpg", "g/0002.jpg"]]
+    assert [r.first_rank for r in ranks] == [2, None]
+    np.testing.assert_allclose(cmc_from_ranks([r.first_rank for r in ranks], 2), [0.0, 0.5])
 
 
 def test_missing_sections_degrade_to_one_line(tmp_path):
