@@ -211,6 +211,9 @@ def run_stage(stage: Stage, config: Config, workdir: Path, force: bool = False) 
         return old
     out.mkdir(parents=True, exist_ok=True)
     clear_stale_tmp(out)
+    if old and old.get("finished"):
+        # From here on the dir may hold a mix of old and new outputs: never let it pass as finished.
+        atomic_write_json(out / MANIFEST, old | {"finished": False})
     ctx = StageContext(stage=stage, workdir=workdir, config=config, key=key, input_keys=input_keys, force=force)
     log.info("%s: running", stage.name)
     t0 = time.time()

@@ -134,3 +134,23 @@ def test_lock_refuses_second_run_and_takes_over_stale(tmp_path):
     with workdir_lock(tmp_path):
         assert (tmp_path / ".lock").read_text() == str(os.getpid())
     assert not (tmp_path / ".lock").exists()
+
+
+def test_an_interrupted_rerun_never_leaves_the_old_manifest_looking_finished(tmp_path):
+    cfg = Config()
+    run_stage(FIRST, cfg, tmp_path)
+    cfg.train.epochs += 1
+
+    def boom(ctx):
+        ctx.run_items({"0001": "a"}, _item, factor=99)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(Stage("first", ("train",), (), boom), cfg, tmp_path)
+    m = json.loads((tmp_path / "first" / "manifest.json").read_text())
+    assert m["finished"] is False
+    cfg.train.epochs -= 1
+    CALLS.clear()
+    run_stage(FIRST, cfg, tmp_path)  # the original config again: item 0001 must be recomputed
+    assert CALLS == ["0001"]
+    assert (tmp_path / "first" / "0001" / "value.txt").read_text() == str(cfg.train.epochs)
