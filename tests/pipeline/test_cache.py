@@ -136,14 +136,19 @@ def test_lock_refuses_second_run_and_takes_over_stale(tmp_path):
     assert not (tmp_path / ".lock").exists()
 
 
+def _interrupting(item_id, out, factor):
+    if item_id == "0002":
+        raise KeyboardInterrupt  # as a Ctrl-C or kill would, half-way through the items
+    return _item(item_id, out, factor)
+
+
 def test_an_interrupted_rerun_never_leaves_the_old_manifest_looking_finished(tmp_path):
     cfg = Config()
     run_stage(FIRST, cfg, tmp_path)
     cfg.train.epochs += 1
 
     def boom(ctx):
-        ctx.run_items({"0001": "a"}, _item, factor=99)
-        raise KeyboardInterrupt
+        ctx.run_items({"0001": "a", "0002": "b", "0003": "c"}, _interrupting, factor=99)
 
     with pytest.raises(KeyboardInterrupt):
         run_stage(Stage("first", ("train",), (), boom), cfg, tmp_path)
