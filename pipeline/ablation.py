@@ -69,6 +69,10 @@ def run_ablation(cfg: Config, workdir: Path, seeds: int = 3, variants: list[str]
     table = format_ablation(payload)
     atomic_write_text(workdir / "ablation" / "table.md", table + "\n")
     print(table)
+    # The report's cache key cannot see ablation/results.json: rebuild it so the table shows up.
+    with workdir_lock(workdir):
+        for name in ("train", "index", "evaluate", "report"):
+            run_stage(get_stage(name), cfg, workdir, force=name == "report")
     return payload
 
 

@@ -45,6 +45,9 @@ class Stage:
     help: str = ""
     # Extra cache-key content beyond config and inputs (e.g. a fingerprint of an external folder).
     fingerprint: Callable[[Config], dict] | None = None
+    # True when the stage leaves its outputs untouched until it calls ctx.begin_writing() (it
+    # checks its inputs first), so a run that fails early keeps the finished manifest valid.
+    writes_late: bool = False
 
 
 @dataclass
@@ -57,6 +60,14 @@ class StageContext:
     force: bool = False
     items: dict[str, dict] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    old_manifest: dict | None = None
+
+    def begin_writing(self) -> None:
+        """From here on the dir may mix old and new outputs: never let it pass as finished."""
+        old = self.old_manifest
+        if old and old.get("finished"):
+            atomic_write_json(self.out / MANIFEST, old | {"finished": False})
+            self.old_manifest = old | {"finished": False}
 
     @property
     def out(self) -> Path:
@@ -117,9 +128,12 @@ class StageContext:
                 counts["new"] += 1
             todo.append((item_id, item_key))
         # Items that left the inputs leave the cache too, so downstream never sees them.
-        for p in self.out.iterdir():
-            if p.is_dir() and not p.name.startswith(".") and p.name not in items and (p / ITEM_RECORD).exists():
-                _remove(p)
+        gone = [p for p in self.out.iterdir()
+                if p.is_dir() and not p.name.startswith(".") and p.name not in items and (p / ITEM_RECORD).exists()]
+        if todo or gone:
+            self.begin_writing()
+        for p in gone:
+            _remove(p)
         if todo:
             log.info("%s: %d to compute, %d cached", self.stage.name, len(todo), counts["cached"])
         for item_id, rec in map_items(
@@ -211,10 +225,10 @@ def run_stage(stage: Stage, config: Config, workdir: Path, force: bool = False) 
         return old
     out.mkdir(parents=True, exist_ok=True)
     clear_stale_tmp(out)
-    if old and old.get("finished"):
-        # From here on the dir may hold a mix of old and new outputs: never let it pass as finished.
-        atomic_write_json(out / MANIFEST, old | {"finished": False})
-    ctx = StageContext(stage=stage, workdir=workdir, config=config, key=key, input_keys=input_keys, force=force)
+    ctx = StageContext(stage=stage, workdir=workdir, config=config, key=key, input_keys=input_keys, force=force,
+                       old_manifest=old)
+    if not stage.writes_late:
+        ctx.begin_writing()
     log.info("%s: running", stage.name)
     t0 = time.time()
     summary = stage.run(ctx) or {}

@@ -49,6 +49,7 @@ def run(ctx: StageContext) -> dict:
     except BaseException:
         _remove(staging)
         raise
+    ctx.begin_writing()
     if cfg.source == "synthetic":
         old = ctx.out / f".old-tree-{os.getpid()}"
         if tree.exists() or tree.is_symlink():
@@ -75,5 +76,5 @@ def fingerprint(config) -> dict:
     return {}
 
 
-STAGE = Stage(name="data", sections=("data", "synth"), needs=(), run=run, fingerprint=fingerprint,
+STAGE = Stage(name="data", sections=("data", "synth"), needs=(), run=run, fingerprint=fingerprint, writes_late=True,
               help="generate the synthetic world or take a dataset folder; validate and index it")
