@@ -149,7 +149,9 @@ def render_shots(shots: list[Shot], root: Path, cfg: SynthConfig, mesh: SceneMes
     for s in shots:
         for p in s.paths:
             (root / p).parent.mkdir(parents=True, exist_ok=True)
-    workers = default_workers() if workers is None else max(1, workers)
+    # a pool costs a few seconds of start-up per worker (imports, scene copy): only worth it for
+    # large worlds; bytes are the same either way
+    workers = (default_workers() if len(shots) >= 300 else 1) if workers is None else max(1, workers)
     batch = 6
     chunks = [shots[i:i + batch] for i in range(0, len(shots), batch)]
     bar = tqdm(total=len(shots), desc=desc, unit="img", leave=False)
@@ -168,7 +170,8 @@ def render_shots(shots: list[Shot], root: Path, cfg: SynthConfig, mesh: SceneMes
 
 
 def default_workers() -> int:
-    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(4, n))
 
 
 # ---------------------------------------------------------------------------- metadata

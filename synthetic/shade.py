@@ -197,7 +197,8 @@ class Shader:
         # far away the grid averages out instead of aliasing
         cov = np.clip(ww * wh / (bay * floor_h), 0, 1)[:, None]
         mean = wall * (1 - cov) + glass * 1.0 * cov
-        f = _fade(np.minimum(ww, wh) * 0.5, fp)[:, None]
+        # windows stay visible down to ~2 pixels, as in photos; below that they blur into the wall
+        f = np.clip((np.minimum(ww, wh) / fp - 1.0) / 2.0, 0.0, 1.0)[:, None]
         return detail * f + mean * (1 - f)
 
     def _roof_flat(self, m, u, v, aux, fp):
