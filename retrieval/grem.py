@@ -10,7 +10,9 @@ image (the centroid's norm is the same for every candidate). `max` scores by the
 image. The mean asks a candidate to agree with all views of the building, so one street view that
 happens to share an occluder or a facade style with another building cannot carry a wrong image to
 the top; `max` favours candidates that match one narrow view well. Both are selectable by config
-(`enhance.score`); the measured precision and recall of each are in the README.
+(`enhance.score`). Measured on three synthetic worlds (seeds 1-3, 16 train buildings, 6 google images
+each, 40% wrong; 288 images; frozen EfficientNet-Lite0 + GeM at 224 px, keep 50%): keeping all gives
+precision 0.604; `mean` keeps with precision 0.681 / recall 0.563, `max` 0.632 / 0.523.
 """
 from __future__ import annotations
 
