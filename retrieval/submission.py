@@ -206,3 +206,27 @@ def generate_query_order(names: Sequence[str], out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(names) + "\n")
     return out
+
+
+def export_from_evaluation(evaluate_dir: Path, out: Path) -> Path:
+    """Re-check the answer of an `evaluate` stage dir and write it as `out` (a .zip path, or a folder for answer.zip).
+
+    Refuses with the evaluation's reason when it could not write an answer (e.g. a gallery under ten
+    images), and when `answer.txt` does not have one line of ten names per query of the order file.
+    """
+    import json
+
+    evaluate_dir, out = Path(evaluate_dir), Path(out)
+    metrics_file = evaluate_dir / "metrics.json"
+    if not metrics_file.is_file():
+        raise SubmissionError(f"{metrics_file}: not found (run the evaluate stage first)")
+    info = json.loads(metrics_file.read_text()).get("answer") or {}
+    if not info.get("written"):
+        raise SubmissionError(f"{evaluate_dir}: the evaluation wrote no answer: {info.get('reason', 'answer disabled (evaluate.answer)')}")
+    rows = read_answer(evaluate_dir / "answer.txt")
+    names = read_query_order(Path(info["query_order"]))
+    if len(rows) != len(names):
+        raise SubmissionError(f"{evaluate_dir / 'answer.txt'}: {len(rows)} lines but {len(names)} queries in {info['query_order']}")
+    if out.suffix.lower() != ".zip":
+        out = out / "answer.zip"
+    return export_answer(names, rows, out)

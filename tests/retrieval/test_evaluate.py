@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from retrieval.evaluate import evaluate_index
 from retrieval.search import index_tree, load_set
-from retrieval.submission import read_answer
+from retrieval.submission import SubmissionError, export_from_evaluation, read_answer
 
 N_QUERY, N_DISTRACT = 5, 7
 
@@ -89,17 +89,23 @@ def test_index_and_evaluate(tree, tmp_path):
     assert lines[0][0] == "0001" and lines[1][0] == f"{N_QUERY + N_DISTRACT:04d}"
     with zipfile.ZipFile(out / "answer.zip") as zf:
         assert zf.read("answer.txt") == (out / "answer.txt").read_bytes()
+    sub = export_from_evaluation(out, tmp_path / "submit")
+    assert sub.name == "answer.zip" and read_answer(sub) == lines
 
 
-def test_uavm_flat_layout_answer_only(tree, tmp_path):
+def _flat(root, names, n_gallery, rng):
+    for n in names:
+        _write(root / "workshop_query_street" / n, rng.integers(0, 256, (4, 4, 3)).astype(np.uint8), rng)
+    for i in range(n_gallery):
+        _write(root / "workshop_gallery_satellite" / f"G{i:02d}x.jpg", rng.integers(0, 256, (4, 4, 3)).astype(np.uint8), rng)
+    (root / "query_street_name.txt").write_text("\n".join(names) + "\n")
+
+
+def test_uavm_flat_layout_answer_only(tmp_path):
     flat = tmp_path / "uavm"
     rng = np.random.default_rng(3)
     names = ["zq.jpeg", "aq.jpeg", "mq.jpeg"]
-    for i, n in enumerate(names):
-        _write(flat / "workshop_query_street" / n, rng.integers(0, 256, (4, 4, 3)).astype(np.uint8), rng)
-    for i in range(11):
-        _write(flat / "workshop_gallery_satellite" / f"G{i:02d}x.jpg", rng.integers(0, 256, (4, 4, 3)).astype(np.uint8), rng)
-    (flat / "query_street_name.txt").write_text("\n".join(names) + "\n")
+    _flat(flat, names, 11, rng)
     idx = tmp_path / "index"
     meta = index_tree(pattern_encoder, flat, idx, image_size=32, device="cpu", index_device="cpu", progress=False)
     assert meta["layout"] == "uavm"
@@ -109,3 +115,15 @@ def test_uavm_flat_layout_answer_only(tree, tmp_path):
     assert res["answer"]["written"]
     lines = read_answer(tmp_path / "eval" / "answer.zip")
     assert len(lines) == 3 and all(len(set(line)) == 10 and all(g.startswith("G") and "." not in g for g in line) for line in lines)
+
+
+def test_small_gallery_gives_no_answer(tmp_path):
+    flat = tmp_path / "uavm"
+    _flat(flat, ["q1.jpg", "q2.jpg"], 9, np.random.default_rng(4))
+    idx = tmp_path / "index"
+    index_tree(pattern_encoder, flat, idx, image_size=32, device="cpu", index_device="cpu", progress=False)
+    res = evaluate_index(idx, tmp_path / "eval", device="cpu", index_device="cpu")
+    assert res["answer"]["written"] is False and "fewer than" in res["answer"]["reason"]
+    assert not (tmp_path / "eval" / "answer.zip").exists()
+    with pytest.raises(SubmissionError, match="fewer than"):
+        export_from_evaluation(tmp_path / "eval", tmp_path / "answer.zip")
