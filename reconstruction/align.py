@@ -117,11 +117,13 @@ def orbit_radius(centres: np.ndarray) -> float:
 
 
 def estimate_up(rec: pycolmap.Reconstruction) -> tuple[np.ndarray, str]:
-    """Up direction in the model frame and how it was found (`level cameras` or `orbit`).
+    """Up direction in the model frame and which cue gave it.
 
     The mean direction from the scene to the cameras is biased wherever the orbit is uneven (a
     descending spiral spends more of a turn on one side at each altitude), so it only picks the
-    sign, unless the cameras' x axes do not pin up down (all cameras facing one way).
+    sign. Level cameras facing many ways pin up down as the normal of their x axes; when the x
+    axes are (anti)parallel (a survey flown on one heading), up is taken in the plane they leave
+    free, along the mean viewing direction reversed (exact for nadir photos).
     """
     ims = [im for im in rec.images.values() if im.has_pose]
     centres = np.stack([np.asarray(im.projection_center()) for im in ims])
@@ -130,13 +132,15 @@ def estimate_up(rec: pycolmap.Reconstruction) -> tuple[np.ndarray, str]:
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True) + 1e-12
     coarse = dirs.mean(axis=0)
     coarse /= np.linalg.norm(coarse) + 1e-12
-    x_axes = np.stack([np.asarray(im.cam_from_world().rotation.matrix())[0] for im in ims])
-    evals, evecs = np.linalg.eigh(x_axes.T @ x_axes / len(ims))
-    if evals[1] > 10 * evals[0] + 1e-6:
+    rot = [np.asarray(im.cam_from_world().rotation.matrix()) for im in ims]
+    x_axes = np.stack([r[0] for r in rot])
+    evals, evecs = np.linalg.eigh(x_axes.T @ x_axes / len(ims))  # ascending; they sum to 1
+    if evals[1] > 0.02:  # x axes spread over more than ~8 degrees of heading
         up, how = evecs[:, 0], "level cameras"
-    else:  # x axes (nearly) parallel: up lies in the plane orthogonal to them, nearest the coarse guess
+    else:
         plane = evecs[:, :2]
-        up, how = plane @ (plane.T @ coarse), "orbit"
+        view = -np.mean([r[2] for r in rot], axis=0)
+        up, how = plane @ (plane.T @ view), "level cameras + viewing direction"
     up /= np.linalg.norm(up) + 1e-12
     return (up if up @ coarse >= 0 else -up), how
 

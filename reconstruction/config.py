@@ -11,13 +11,14 @@ class ReconstructConfig:
     # features
     max_image_size: int = 512
     max_num_features: int = 4096
+    sift_upsample: bool = True       # SIFT from the 2x upsampled image: ~3x the points at <= 512 px, ~3x the time
     # matching: auto picks spatial with position priors, exhaustive up to exhaustive_max_images,
     # else sequential with retrieval loop closure
     matcher: str = "auto"            # auto | exhaustive | sequential | spatial
     exhaustive_max_images: int = 30
     sequential_overlap: int = 6      # neighbours in capture order matched with each image
     loop_closure_neighbors: int = 5  # retrieved look-alike images per image (0: none)
-    spatial_neighbors: int = 12      # nearest prior positions matched with each image
+    spatial_neighbors: int = 10      # nearest prior positions matched with each image
     # mapping
     mapper: str = "incremental"      # incremental | global
     camera_mode: str = "single"      # single (shared intrinsics) | per_image

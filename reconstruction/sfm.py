@@ -110,6 +110,7 @@ def extract(database: Path, image_dir: Path, names: list[str], cfg: ReconstructC
     opts.max_image_size = cfg.max_image_size
     opts.num_threads = cfg.num_threads
     opts.sift.max_num_features = cfg.max_num_features
+    opts.sift.first_octave = -1 if cfg.sift_upsample else 0
     pycolmap.extract_features(database, image_dir, image_names=names, camera_mode=mode,
                               reader_options=reader, extraction_options=opts, device=pycolmap.Device.cpu)
     return known

@@ -11,6 +11,7 @@ import open3d as o3d
 import pycolmap
 import pytest
 
+from reconstruction.align import align_by_orbit
 from reconstruction.config import ReconstructConfig
 from reconstruction.scene import reconstruct_scene
 from reconstruction.sfm import ReconstructionError
@@ -74,6 +75,13 @@ def test_brighton_gps_alignment(shared_data_dir, tmp_path):
     assert np.median(cams[:, 2]) - np.median(pts[:, 2]) > 20
     down = np.stack([im.cam_from_world().rotation.matrix().T[:, 2] for im in rec.images.values()])
     assert np.all(down[:, 2] < -0.9)
+    # Without GPS the flight itself must give the same up: the survey is flown at one altitude
+    # (GPS heights within +-0.3 m over ~120 m), so camera heights stay flat after orbit alignment.
+    rec.transform(pycolmap.Sim3d(0.2, pycolmap.Rotation3d(np.array([0.3, -1.1, 0.4])), np.array([1.0, 2.0, 3.0])))
+    a = align_by_orbit(rec)
+    cams = np.stack([im.projection_center() for im in rec.images.values()])
+    assert a.method == "orbit" and np.std(cams[:, 2]) < 0.02, (a.extra, np.std(cams[:, 2]))
+    assert np.median(cams[:, 2]) > np.median(np.stack([p.xyz for p in rec.points3D.values()])[:, 2])
 
 
 def test_unreconstructable_scene_raises_with_reason(tmp_path):
