@@ -53,10 +53,13 @@ def bench_one(data: Path, renders: Path | None, image_size: int, epochs: int, ba
         wall = time.time() - t0
         hist = json.loads((Path(tmp) / "history.json").read_text())
         model, _ = load_checkpoint(final, "cpu")
-        sats = sorted((data / "train" / "satellite").glob("*/*"))
+        paths = sorted((data / "train").glob("*/*/*.jp*g"))[:256]
+        default_threads = torch.get_num_threads()
+        torch.set_num_threads(threads or default_threads)
         t1 = time.time()
-        embed_paths(model, sats, branch="satellite", image_size=image_size, batch_size=32, device="cpu")
-        embed_rate = len(sats) / (time.time() - t1)
+        embed_paths(model, paths, branch="street", image_size=image_size, batch_size=32, device="cpu")
+        embed_rate = len(paths) / (time.time() - t1)
+        torch.set_num_threads(default_threads)
     return {"threads": threads or torch.get_num_threads(), "image_size": image_size, "ssl_weight": ssl, "use_3d": renders is not None, "batch_size": batch_size,
             "epochs": epochs, "steps_per_epoch": hist[-1]["steps"],
             "train_images_per_s": round(sum(h["images_per_s"] for h in hist) / len(hist), 2),

@@ -93,7 +93,7 @@ def test_preprocess_and_errors(tmp_path):
     x = preprocess([path, img], 16)
     assert x.shape == (2, 3, 16, 16)
     for c in range(3):
-        v = (1.0 if c == 0 else 0.0 - IMAGENET_MEAN[c]) if c else (1.0 - IMAGENET_MEAN[0])
+        v = (1.0 if c == 0 else 0.0) - IMAGENET_MEAN[c]
         assert torch.allclose(x[:, c], torch.full_like(x[:, c], v / IMAGENET_STD[c]), atol=1e-5)
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not a jpeg")
