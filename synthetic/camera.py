@@ -41,12 +41,14 @@ class Camera:
         """Camera centre in the world frame, -R^T t."""
         return -self.R.T @ self.t
 
-    def rays(self) -> np.ndarray:
-        """(H*W, 6) float32 rays [origin, direction] through pixel centres, row-major. For
-        PINHOLE the direction has camera z = 1, so the hit distance is the z-depth."""
+    def rays(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """(N, 6) float32 rays [origin, direction] through pixel centres, row-major, for the pixels
+        start..stop (default all). For PINHOLE the direction has camera z = 1, so the hit distance
+        is the z-depth; ORTHO rays start on the camera plane, so there too it is the depth."""
         if self.model not in ("PINHOLE", "ORTHO"):
             raise ValueError(f"unknown camera model {self.model!r}")
         grid = _pixel_grid(self.width, self.height, *(float(x) for x in self.K[[0, 1, 0, 1], [0, 1, 2, 2]]))
+        grid = grid[start:stop]
         out = np.empty((len(grid), 6), np.float32)
         Rt = self.R.T
         if self.model == "PINHOLE":

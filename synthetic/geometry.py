@@ -41,6 +41,8 @@ class SceneMesh:
     obj: np.ndarray      # (T,) int32 building index, or OBJ_*
     aux: np.ndarray      # (T,) float32 wall length for facades (window margins), else 0
     materials: Materials
+    smooth: np.ndarray   # (T,) int32 row in vnormals for smooth-shaded triangles (tree crowns), else -1
+    vnormals: np.ndarray  # (S, 3, 3) float32 vertex normals of those triangles
 
 
 class _Builder:
@@ -50,6 +52,9 @@ class _Builder:
         self.mat: list[np.ndarray] = []
         self.obj: list[np.ndarray] = []
         self.aux: list[np.ndarray] = []
+        self.smooth: list[np.ndarray] = []
+        self.vnormals: list[np.ndarray] = []
+        self.n_smooth = 0
         self.m_kind: list[int] = []
         self.m_cols: list[tuple] = []
         self.m_params: list[list[float]] = []
@@ -61,10 +66,17 @@ class _Builder:
         self.m_params.append(p)
         return len(self.m_kind) - 1
 
-    def add(self, tris: np.ndarray, uv: np.ndarray, mat: int | np.ndarray, obj: int, aux=0.0) -> None:
+    def add(self, tris: np.ndarray, uv: np.ndarray, mat: int | np.ndarray, obj: int, aux=0.0,
+            normals: np.ndarray | None = None) -> None:
         n = len(tris)
         if n == 0:
             return
+        if normals is None:
+            self.smooth.append(np.full(n, -1, np.int32))
+        else:
+            self.smooth.append(np.arange(self.n_smooth, self.n_smooth + n, dtype=np.int32))
+            self.vnormals.append(np.asarray(normals, np.float32).reshape(n, 3, 3))
+            self.n_smooth += n
         self.tris.append(np.asarray(tris, np.float32).reshape(n, 3, 3))
         self.uv.append(np.asarray(uv, np.float32).reshape(n, 3, 2))
         self.mat.append(np.broadcast_to(np.asarray(mat, np.int32), (n,)).copy())
@@ -75,8 +87,10 @@ class _Builder:
         cols = np.array(self.m_cols, np.float32)
         mats = Materials(np.array(self.m_kind, np.int32), cols[:, 0], cols[:, 1], cols[:, 2],
                          np.array(self.m_params, np.float32))
+        vn = np.concatenate(self.vnormals) if self.vnormals else np.zeros((0, 3, 3), np.float32)
         return SceneMesh(np.concatenate(self.tris), np.concatenate(self.uv), np.concatenate(self.mat),
-                         np.concatenate(self.obj), np.concatenate(self.aux), mats)
+                         np.concatenate(self.obj), np.concatenate(self.aux), mats,
+                         np.concatenate(self.smooth), vn)
 
 
 def _quad(a, b, c, d) -> np.ndarray:
@@ -205,12 +219,17 @@ def build_mesh(layout: Layout, seed: int) -> SceneMesh:
 
     sphere = trimesh.creation.icosphere(subdivisions=1)
     sv, sf = np.asarray(sphere.vertices), np.asarray(sphere.faces)
-    crowns, crown_m, trunks = [], [], []
+    crowns, crown_n, crown_m, trunks = [], [], [], []
     for i, t in enumerate(layout.trees):
         trng = rng_for(seed, "tree", i)
         v = sv * (1 + trng.uniform(-0.18, 0.18, (len(sv), 1)))
-        v = v * [t.crown_radius, t.crown_radius, t.crown_height] + [t.x, t.y, t.crown_center_z]
+        axes = np.array([t.crown_radius, t.crown_radius, t.crown_height])
+        # smooth normals of the ellipsoid: the low-poly crown shades round
+        nv = sv / axes
+        nv /= np.linalg.norm(nv, axis=1, keepdims=True)
+        v = v * axes + [t.x, t.y, t.crown_center_z]
         crowns.append(v[sf])
+        crown_n.append(nv[sf])
         crown_m.append(np.full(len(sf), crown_mats[t.green]))
         rad = 0.15 + 0.04 * t.crown_radius
         top = t.crown_center_z
@@ -220,7 +239,7 @@ def build_mesh(layout: Layout, seed: int) -> SceneMesh:
             trunks.append(_quad((*ring[k], 0), (*ring[k + 1], 0), (*ring[k + 1], top), (*ring[k], top)))
     if crowns:
         ct = np.concatenate(crowns)
-        bld.add(ct, _box_uv(ct), np.concatenate(crown_m), OBJ_TREE)
+        bld.add(ct, _box_uv(ct), np.concatenate(crown_m), OBJ_TREE, normals=np.concatenate(crown_n))
         tt = np.concatenate(trunks)
         bld.add(tt, _box_uv(tt), trunk_mat, OBJ_TREE)
     for car in layout.cars:

@@ -59,6 +59,7 @@ class Frame:
 
 
 SKY = -100
+CHUNK = 1 << 16
 
 
 class Renderer:
@@ -90,7 +91,21 @@ class Renderer:
         return obj.reshape(cam.height, cam.width)
 
     def render(self, cam: Camera, light: Light, depth: bool = False, objects: bool = False) -> Frame:
-        rays = cam.rays()
+        n = cam.width * cam.height
+        rgb = np.empty((n, 3), np.uint8)
+        dep = np.empty(n, np.float32) if depth else None
+        obj = np.empty(n, np.int32) if objects else None
+        # chunks of rays keep every intermediate array in the CPU caches: a 512 x 512 frame in one
+        # piece ran ~2x slower per pixel than in 64k-ray pieces on this machine
+        for start in range(0, n, CHUNK):
+            stop = min(n, start + CHUNK)
+            self._render_rays(cam, light, cam.rays(start, stop), start, rgb, dep, obj)
+        shape = (cam.height, cam.width)
+        return Frame(rgb.reshape(*shape, 3), None if dep is None else dep.reshape(shape),
+                     None if obj is None else obj.reshape(shape))
+
+    def _render_rays(self, cam: Camera, light: Light, rays: np.ndarray, start: int, rgb: np.ndarray,
+                     dep: np.ndarray | None, obj: np.ndarray | None) -> None:
         h = self.cast(rays)
         n = len(rays)
         f32 = np.float32
@@ -110,6 +125,15 @@ class Renderer:
             d = rays[sel, 3:6]
             dlen = np.sqrt(np.einsum("nc,nc->n", d, d))
             facing = np.einsum("nc,nc->n", nrm, d) / dlen
+            sm = self.mesh.smooth[prim]
+            si = np.nonzero(sm >= 0)[0]
+            if len(si):  # interpolated vertex normals where the mesh asks for smooth shading
+                vn = self.mesh.vnormals[sm[si]]
+                bs = b[si]
+                ns = vn[:, 0] + bs[:, :1] * (vn[:, 1] - vn[:, 0]) + bs[:, 1:] * (vn[:, 2] - vn[:, 0])
+                nrm = nrm.copy()
+                nrm[si] = ns / np.linalg.norm(ns, axis=1, keepdims=True) * np.sign(
+                    np.einsum("nc,nc->n", ns, h.normal[sel][si]))[:, None]
             nrm = nrm * np.where(facing > 0, f32(-1), f32(1))[:, None]  # two-sided: face the camera
             cos_i = np.maximum(np.abs(facing), f32(0.25))
             t = h.t[sel]
@@ -139,19 +163,18 @@ class Renderer:
         if light.noise > 0:
             # a window of a fixed Gaussian table at a per-image offset: as random as a fresh
             # draw for our purpose, a fraction of its cost
-            start = int(rng_for(light.seed, "sensor").integers(len(_NOISE_TABLE) - colour.size))
-            colour += _NOISE_TABLE[start:start + colour.size].reshape(colour.shape) * f32(light.noise)
+            base = int(rng_for(light.seed, "sensor").integers(len(_NOISE_TABLE)))
+            off = (base + 3 * start) % (len(_NOISE_TABLE) - colour.size)
+            colour += _NOISE_TABLE[off:off + colour.size].reshape(colour.shape) * f32(light.noise)
         # a camera-like tone curve: lifts shadows, rolls off highlights
         idx = np.clip(colour * f32(TONE_STEPS / TONE_MAX), 0, TONE_STEPS).astype(np.int32)
-        rgb = TONE_LUT[idx].reshape(cam.height, cam.width, 3)
-        dep = obj = None
-        if depth:  # PINHOLE rays have camera z = 1 and ORTHO rays start on the camera plane: t is depth
-            dep = np.where(h.hit, h.t, np.inf).astype(f32).reshape(cam.height, cam.width)
-        if objects:
+        rgb[start:start + n] = TONE_LUT[idx]
+        if dep is not None:
+            dep[start:start + n] = np.where(h.hit, h.t, np.inf)
+        if obj is not None:
             o = np.full(n, SKY, np.int32)
-            o[sel] = self.mesh.obj[prim]
-            obj = o.reshape(cam.height, cam.width)
-        return Frame(rgb, dep, obj)
+            o[sel] = self.mesh.obj[h.prim[sel]]
+            obj[start:start + n] = o
 
     def _sky(self, d: np.ndarray, light: Light) -> np.ndarray:
         up = np.clip(d[:, 2], 0, 1)
