@@ -4,7 +4,9 @@ Cases: one synthetic building (54 drone images at 384 px, known intrinsics and g
 priors, as the `reconstruct` stage runs it; target <= 30 s on 2 cores), ../shared/data/herzjesu-p8
 (8 real images; relative rotation error vs ground truth) and ../shared/data/brighton-beach (18 real
 drone photos; aligned to EXIF GPS, RMS camera-centre distance to GPS). Prints one JSON object, then
-a table.
+a table. Wall seconds depend on what else runs on the machine (the 1-minute load average is
+recorded); cpu_s is the process's CPU time over all threads, so cpu_s / cores bounds the wall time
+of an idle machine from below.
 
     python bench/bench_reconstruct.py [--only synthetic herzjesu brighton] [--out bench/out/reconstruct.json]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -73,6 +76,12 @@ def herzjesu_gt(root: Path) -> dict:
     return {"cameras": cams}
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process, all threads: on a shared machine wall time is noisy, this is not."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def run_case(name: str, cfg: ReconstructConfig, work: Path, cache: Path) -> dict:
     data = shared_data()
     kwargs: dict = {}
@@ -85,14 +94,15 @@ def run_case(name: str, cfg: ReconstructConfig, work: Path, cache: Path) -> dict
         kwargs = {"ground_truth": herzjesu_gt(data / "herzjesu-p8")}
     else:
         images = data / "brighton-beach" / "images"
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_seconds()
     q = reconstruct_scene(images, work / name, cfg, **kwargs)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
     row = {
         "images": q["total"], "registered": q["registered"], "max_image_size": cfg.max_image_size,
         "matcher": q["matcher"], "points3D": q["points3D"], "reproj_px": round(q["mean_reprojection_error"], 3),
         **{f"{k}_s": v for k, v in q["seconds"].items() if k in ("extract", "match", "map", "align", "clouds")},
-        "total_s": round(wall, 2), "aligned_by": q["alignment"]["method"],
+        "total_s": round(wall, 2), "cpu_s": round(cpu, 2), "load_avg_1min": round(os.getloadavg()[0], 2),
+        "aligned_by": q["alignment"]["method"],
         "align_rms": q["alignment"]["residual_rms"],
     }
     gt = q.get("ground_truth") or {}
@@ -123,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
-    cols = ["images", "registered", "extract_s", "match_s", "map_s", "total_s", "reproj_px", "align_rms",
+    cols = ["images", "registered", "extract_s", "match_s", "map_s", "total_s", "cpu_s", "reproj_px", "align_rms",
             "camera_error_rel_max", "mesh_distance_rel_median", "relative_rotation_error_deg_max"]
     print("\n" + "case".ljust(10) + "".join(c[:14].rjust(15) for c in cols))
     for name, row in results["cases"].items():

@@ -3,6 +3,7 @@ model, `scale{1,2,3}.ply` and `quality.json` (reconstruction.scene.reconstruct_s
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 from pipeline.cache import hash_files, hash_json
@@ -13,12 +14,19 @@ from reconstruction.scene import reconstruct_scene
 from reconstruction.sfm import list_images
 
 
-def reconstruct_one(item_id: str, out: Path, tree: str, cfg: dict) -> dict:
-    """Reconstruct one building into `out` (module-level so process pools and Ray can pickle it)."""
+def reconstruct_one(item_id: str, out: Path, tree: str, cfg: dict, threads: int = -1) -> dict:
+    """Reconstruct one building into `out` (module-level so process pools and Ray can pickle it).
+
+    `threads` shares the cores among parallel workers; it is not part of the config (and so of the
+    cache key) because it does not change what is computed.
+    """
     root = Path(tree)
     drone = root / "train" / "drone" / item_id
     meta = drone_meta(root, item_id, drone)
-    q = reconstruct_scene(drone, out, ReconstructConfig(**cfg),
+    rcfg = ReconstructConfig(**cfg)
+    if rcfg.num_threads == -1 and threads > 0:
+        rcfg = dataclasses.replace(rcfg, num_threads=threads)
+    q = reconstruct_scene(drone, out, rcfg,
                           position_priors=meta.priors or None, intrinsics=meta.intrinsics or None,
                           ground_truth=meta.ground_truth)
     summary = {
@@ -52,7 +60,10 @@ def run(ctx: StageContext) -> dict:
     items = {b: _item_hash(tree, b, list_images(drone_root / b)) for b in buildings if list_images(drone_root / b)}
     for b in sorted(set(buildings) - set(items)):
         ctx.log.warning("reconstruct: %s has no drone images; skipped", drone_root / b)
-    statuses = ctx.run_items(items, reconstruct_one, desc="reconstruct", tree=str(tree), cfg=dataclasses.asdict(cfg))
+    # A local pool splits this machine's cores; Ray workers run on their own machines.
+    threads = max(1, (os.cpu_count() or 1) // ctx.workers) if ctx.executor == "local" and ctx.workers > 1 else -1
+    statuses = ctx.run_items(items, reconstruct_one, desc="reconstruct", tree=str(tree), cfg=dataclasses.asdict(cfg),
+                             threads=threads)
     ok = {b: r for b, r in statuses.items() if r.get("status") == "ok"}
     summary: dict = {
         "buildings": len(items), "ok": len(ok), "failed": {b: r.get("reason") for b, r in statuses.items() if r.get("status") != "ok"},
