@@ -6,14 +6,12 @@ from dataclasses import asdict
 
 import numpy as np
 import pycolmap
-import pytest
 
 from reconstruction.config import ReconstructConfig
 from reconstruction.meta import drone_meta
 from reconstruction.scene import reconstruct_scene
 
 
-@pytest.mark.slow
 def test_synthetic_building_against_ground_truth(tiny_world, tiny_config, tmp_path):
     buildings = json.loads((tiny_world / "meta" / "buildings.json").read_text())
     bid = sorted(b for b, r in buildings.items() if r["split"] == "train")[0]
