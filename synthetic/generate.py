@@ -17,7 +17,6 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import cv2
-import numpy as np
 from tqdm import tqdm
 
 from .camera import ORTHO_HEIGHT

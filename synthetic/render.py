@@ -23,7 +23,8 @@ HAZE_PER_M = 1.0 / 2500.0
 _NOISE_TABLE = np.random.default_rng(12345).standard_normal(1 << 22, dtype=np.float32)
 TONE_STEPS, TONE_MAX = 2048, 1.6
 _x = np.linspace(0, TONE_MAX, TONE_STEPS + 1)
-TONE_LUT = np.clip(255 * (1 - np.exp(-1.7 * _x ** 0.9)) / (1 - np.exp(-1.7 * TONE_MAX ** 0.9)) + 0.5, 0, 255).astype(np.uint8)
+_y = (1 - np.exp(-1.7 * _x ** 0.9)) / (1 - np.exp(-1.7 * TONE_MAX ** 0.9))
+TONE_LUT = np.clip(255 * _y + 0.5, 0, 255).astype(np.uint8)
 
 
 @dataclass

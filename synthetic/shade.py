@@ -74,7 +74,8 @@ def hash01(*keys: np.ndarray) -> np.ndarray:
     h = np.full(np.shape(keys[0]), 0x9E3779B97F4A7C15, np.uint64)
     with np.errstate(over="ignore"):
         for k in keys:
-            h ^= np.asarray(k).astype(np.int64).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15) + (h << np.uint64(6)) + (h >> np.uint64(2))
+            k64 = np.asarray(k).astype(np.int64).astype(np.uint64)
+            h ^= k64 + np.uint64(0x9E3779B97F4A7C15) + (h << np.uint64(6)) + (h >> np.uint64(2))
             h *= np.uint64(0xBF58476D1CE4E5B9)
             h ^= h >> np.uint64(31)
     return ((h >> np.uint64(40)).astype(np.float64) / float(1 << 24)).astype(np.float32)
@@ -189,7 +190,8 @@ class Shader:
         g = g + (0.18 * (h3 > 0.7) * (1 - lv / np.maximum(wh, 1e-3)))[:, None]  # sky reflection
         blind = (h2 > 0.6) & (lv > wh * (1 - 0.8 * h3))
         slat = _grid(v, 0.08)[1] < 0.2
-        g = np.where(blind[:, None], np.array([0.80, 0.77, 0.70], np.float32) * (1 - 0.15 * slat * _fade(0.08, fp))[:, None], g)
+        blind_col = np.array([0.80, 0.77, 0.70], np.float32) * (1 - 0.15 * slat * _fade(0.08, fp))[:, None]
+        g = np.where(blind[:, None], blind_col, g)
         fw = 0.07
         edge = (np.abs(lu) > 0.5 * ww - fw) | (lv < fw) | (lv > wh - fw) | (np.abs(lv - 0.6 * wh) < 0.5 * fw)
         win = np.where(edge[:, None], frame, g)

@@ -30,11 +30,11 @@ def reconstruct(images: Path, work: Path, K: np.ndarray) -> pycolmap.Reconstruct
 
 @pytest.mark.slow
 def test_drone_images_reconstruct(tmp_path: Path):
-    cfg = SynthConfig(seed=1, n_train=4, n_test=3, n_distractors=2, drone_images=36, drone_size=256)
+    cfg = SynthConfig(seed=1, n_train=4, n_test=3, n_distractors=2, drone_images=54, drone_size=256)
     out = generate_building_drone(cfg, tmp_path / "drone", building_index=0, workers=1)
     cams = json.loads((out / "cameras.json").read_text())
     building = json.loads((out / "building.json").read_text())
-    assert sorted(cams) == [f"image-{i:02d}.jpeg" for i in range(1, 37)]
+    assert sorted(cams) == [f"image-{i:02d}.jpeg" for i in range(1, 55)]
     work = tmp_path / "sfm"
     work.mkdir()
     rec = reconstruct(out, work, np.asarray(cams["image-01.jpeg"]["K"]))

@@ -119,6 +119,7 @@ def test_geojson_footprints(tmp_path: Path):
     assert areas == [600, 825, 900]
     assert layout.walk_lines  # street cameras have somewhere to stand
     bad = tmp_path / "bad.geojson"
-    bad.write_text('{"type": "FeatureCollection", "features": [{"geometry": {"type": "Point", "coordinates": [0, 0]}}]}')
+    bad.write_text(json.dumps({"type": "FeatureCollection",
+                               "features": [{"geometry": {"type": "Point", "coordinates": [0, 0]}}]}))
     with pytest.raises(ValueError, match="bad.geojson: feature 0"):
         make_layout(small_config(footprints=str(bad)))
