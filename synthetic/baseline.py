@@ -31,7 +31,7 @@ def _images(folder: Path) -> list[Path]:
 
 def colour_histogram_recall(root: Path, ks: tuple[int, ...] = (1, 5, 10)) -> dict:
     """Rank the test gallery satellite tiles (distractors included) for every test street query by
-    histogram intersection; return R@K, AP (University-1652 protocol) and chance level."""
+    histogram intersection; return R@K, R@top1%, AP (University-1652 protocol) and chance level."""
     root = Path(root)
     qdir, gdir = root / "test" / "query_street", root / "test" / "gallery_satellite"
     for d in (qdir, gdir):
@@ -52,6 +52,8 @@ def colour_histogram_recall(root: Path, ks: tuple[int, ...] = (1, 5, 10)) -> dic
     out = {"queries": int(len(ranks)), "gallery": len(gids)}
     for k in ks:
         out[f"R@{k}"] = float(np.mean(ranks < k)) if len(ranks) else 0.0
+    top1 = max(1, int(round(0.01 * len(gids))))
+    out["R@top1%"] = float(np.mean(ranks < top1)) if len(ranks) else 0.0
     # one true match per query; University-1652's trapezoid AP then is 1 at rank 0, else 1 / (2 (rank + 1))
     ap = np.where(ranks == 0, 1.0, 0.5 / (ranks + 1))
     out["AP"] = float(np.mean(ap)) if len(ranks) else 0.0

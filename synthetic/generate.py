@@ -242,6 +242,8 @@ def generate_world(cfg: SynthConfig, out: Path, preview: bool = False, workers: 
     leaves a tree that looks finished. Same seed and config, same bytes.
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a directory")
     t0 = time.time()
     layout, mesh = build_world(cfg)
     renderer = Renderer(mesh, layout, cfg.seed, cfg.shadows)
@@ -288,6 +290,8 @@ def generate_building_drone(cfg: SynthConfig, out: Path, building_index: int = 0
     """Only one building's drone images (image-01.jpeg ...) with `cameras.json` (same schema as
     meta/cameras, keys are file names) and `building.json` (as in meta/buildings.json) in `out`."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a directory")
     layout, mesh = build_world(cfg)
     if not 0 <= building_index < len(layout.buildings):
         raise ValueError(f"building_index {building_index} out of range 0..{len(layout.buildings) - 1}")
