@@ -1,5 +1,8 @@
 """The whole pipeline on the tiny world, as a user runs it: end to end, cached re-run, partial recompute."""
 import json
+import shutil
+import signal
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -60,3 +63,55 @@ def test_rerun_is_cached_and_a_change_recomputes_downstream_only(tiny_run):
     assert after["evaluate"] != before["evaluate"]
     for stage in ("data", "reconstruct", "render", "enhance", "train", "index"):
         assert after[stage] == before[stage], stage
+
+
+def _copy_run(workdir: Path, dest: Path) -> Path:
+    shutil.copytree(workdir, dest, symlinks=True)
+    return dest
+
+
+def _kill_when(cmd, cwd, ready, timeout=300):
+    p = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *map(str, cmd)], cwd=cwd,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and not ready():
+        if p.poll() is not None:
+            raise AssertionError(f"{cmd[0]} finished before it could be killed")
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+
+
+@pytest.mark.slow
+def test_sigkill_during_train_resumes_from_the_last_checkpoint(tiny_run, tmp_path):
+    import torch
+
+    workdir, base, _ = tiny_run
+    work = _copy_run(workdir, tmp_path / "w")
+    args = [a if a != workdir else work for a in base]
+    _kill_when(["train", *args, "--force"], REPO, lambda: any((work / "train" / "checkpoints").glob("epoch_001.pt")))
+    assert not json.loads((work / "train" / "manifest.json").read_text())["finished"]
+    skylink("train", *args)
+    history = json.loads((work / "train" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(1, len(history) + 1))
+    resumed = torch.load(work / "train" / "model.pt", map_location="cpu", weights_only=False)["model"]
+    original = torch.load(workdir / "train" / "model.pt", map_location="cpu", weights_only=False)["model"]
+    assert resumed.keys() == original.keys()
+    for k in original:
+        torch.testing.assert_close(resumed[k], original[k], msg=k)
+
+
+@pytest.mark.slow
+def test_sigkill_during_index_then_rerun_gives_the_same_embeddings(tiny_run, tmp_path):
+    import numpy as np
+
+    workdir, base, _ = tiny_run
+    work = _copy_run(workdir, tmp_path / "w")
+    args = [a if a != workdir else work for a in base]
+    started = time.time()
+    _kill_when(["index", *args, "--force"], REPO, lambda: time.time() - started > 4)
+    skylink("index", *args)
+    for name in ("query_street", "gallery_satellite"):
+        np.testing.assert_allclose(np.load(work / "index" / f"{name}.npy"), np.load(workdir / "index" / f"{name}.npy"),
+                                   atol=1e-5)
+    assert json.loads((work / "index" / "manifest.json").read_text())["finished"]
