@@ -30,22 +30,11 @@ def read_json_file(path: Path) -> dict:
 
 def read_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """xyz float32 [N,3] and rgb uint8 [N,3] of a PLY point cloud (grey when it has no colours)."""
-    import open3d as o3d
+    from reconstruction.render import load_points
 
-    path = Path(path)
-    if not path.is_file():
+    if not Path(path).is_file():
         raise Missing(f"{path} not found")
-    with open(path, "rb") as f:
-        if f.read(3) != b"ply":
-            raise ValueError(f"{path}: not a PLY file")
-    pcd = o3d.io.read_point_cloud(str(path))
-    xyz = np.asarray(pcd.points, dtype=np.float32).reshape(-1, 3)
-    if pcd.has_colors():
-        rgb = (np.clip(np.asarray(pcd.colors), 0, 1) * 255 + 0.5).astype(np.uint8)
-    else:
-        rgb = np.full((len(xyz), 3), 150, np.uint8)
-    ok = np.isfinite(xyz).all(1)
-    return xyz[ok], rgb[ok]
+    return load_points(Path(path))
 
 
 def read_map(path: Path) -> np.ndarray | None:
