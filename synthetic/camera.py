@@ -4,10 +4,12 @@ PINHOLE: a world point X maps to camera coordinates Xc = R X + t (x right, y dow
 to pixel (u, v) = (fx Xc.x / Xc.z + cx, fy Xc.y / Xc.z + cy); pixel (i, j) covers [i, i+1) x [j, j+1),
 its centre is (i + 0.5, j + 0.5) (COLMAP's convention).
 
-ORTHO (satellite tiles): the same Xc = R X + t with R = diag(1, -1, -1) (x east, y south, z down),
-but (u, v) = (fx Xc.x + cx, fy Xc.y + cy) with fx = fy = 1 / gsd and (cx, cy) = (W / 2, H / 2): no
-division by depth. The tile is north-up and the camera centre (east, north) projects to the image
-centre; Xc.z is the depth below the (arbitrary) camera height.
+ORTHO (satellite tiles): the same Xc = R X + t, but (u, v) = (fx Xc.x + cx, fy Xc.y + cy) with
+fx = fy = 1 / gsd and (cx, cy) = (W / 2, H / 2): no division by depth. Nadir, R = diag(1, -1, -1)
+(x east, y south, z down). Off-nadir (real satellite and aerial tiles are rarely straight down, so
+tall buildings lean and show part of a facade), z is the tilted viewing direction, x is east made
+perpendicular to it and y = z cross x: the tile stays north-up (east right, north up, to within the
+tilt) and the look-at point projects to the image centre; Xc.z is the depth along the view direction.
 """
 from __future__ import annotations
 
@@ -111,9 +113,22 @@ def look_at(width: int, height: int, fov_deg: float, C: np.ndarray, target: np.n
     return pinhole(width, height, fov_deg, np.asarray(C, float), np.asarray(target, float) - C)
 
 
-def ortho(size: int, gsd: float, center_xy: np.ndarray) -> Camera:
-    """North-up nadir orthographic tile of size x size pixels centred at `center_xy`."""
+def ortho(size: int, gsd: float, center_xy: np.ndarray, off_nadir_deg: float = 0.0, azimuth_deg: float = 0.0,
+          center_z: float = 0.0) -> Camera:
+    """North-up orthographic tile of size x size pixels; the point (center_xy, center_z) projects to
+    the tile centre. `off_nadir_deg` tilts the viewing direction away from straight down, the camera
+    standing toward `azimuth_deg` (clockwise from north, like the sun) as seen from the scene."""
     K = np.array([[1 / gsd, 0, size / 2], [0, 1 / gsd, size / 2], [0, 0, 1.0]])
-    R = np.diag([1.0, -1.0, -1.0])
-    C = np.array([center_xy[0], center_xy[1], ORTHO_HEIGHT])
+    tilt, az = math.radians(off_nadir_deg), math.radians(azimuth_deg)
+    if abs(off_nadir_deg) < 1e-9:
+        R = np.diag([1.0, -1.0, -1.0])
+    else:
+        # view direction: down, and away from the camera's side of the scene
+        z = np.array([-math.sin(az) * math.sin(tilt), -math.cos(az) * math.sin(tilt), -math.cos(tilt)])
+        x = np.array([1.0, 0.0, 0.0]) - z[0] * z
+        x /= np.linalg.norm(x)
+        R = np.stack([x, np.cross(z, x), z])
+    target = np.array([center_xy[0], center_xy[1], center_z], float)
+    # the centre sits on the view ray through the target, ORTHO_HEIGHT above the ground
+    C = target - R[2] * (ORTHO_HEIGHT - center_z) / -R[2][2]
     return Camera("ORTHO", size, size, K, np.concatenate([R, (-R @ C)[:, None]], 1))

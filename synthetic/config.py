@@ -33,9 +33,12 @@ class SynthConfig:
     drone_fov_deg: float = 60.0
     drone_elevation_deg: list[float] = field(default_factory=lambda: [55.0, 25.0])  # first, last
     drone_radius_scale: list[float] = field(default_factory=lambda: [1.15, 0.85])   # x orbit_radius
-    # satellite: north-up nadir orthographic tile centred on the building
+    # satellite: north-up orthographic tile centred on the building. Real tiles (University-1652 uses
+    # Google Maps) are rarely straight down: tall buildings lean and show a slice of one or two
+    # facades. Each tile draws an off-nadir angle from this range and a random azimuth; [0, 0] is nadir.
     satellite_size: int = 256
     satellite_gsd: float = 0.4  # metres per pixel
+    satellite_off_nadir_deg: list[float] = field(default_factory=lambda: [5.0, 25.0])
     # street: ground-level, narrow, often occluded, building not always centred
     street_size: int = 256
     street_per_building: int = 3

@@ -45,10 +45,13 @@ def check_config(cfg: SynthConfig) -> None:
         problems.append("google_wrong_share must be within [0, 1]")
     if cfg.satellite_gsd <= 0:
         problems.append("satellite_gsd must be > 0")
+    ona = cfg.satellite_off_nadir_deg
+    if isinstance(ona, (list, tuple)) and len(ona) == 2 and not 0.0 <= min(ona) <= max(ona) < 60.0:
+        problems.append(f"satellite_off_nadir_deg must be a [low, high] pair within [0, 60) degrees, got {ona!r}")
     if not 1 <= cfg.jpeg_quality <= 100:
         problems.append("jpeg_quality must be within [1, 100]")
     for name in ("floors", "drone_elevation_deg", "drone_radius_scale", "street_fov_deg", "street_height_m",
-                 "google_fov_deg", "google_height_m", "sun_elevation_deg", "sun_azimuth_deg", "ambient", "exposure"):
+                 "google_fov_deg", "google_height_m", "satellite_off_nadir_deg", "sun_elevation_deg", "sun_azimuth_deg", "ambient", "exposure"):
         v = getattr(cfg, name)
         if not isinstance(v, (list, tuple)) or len(v) != 2:
             problems.append(f"{name} must be a [low, high] pair, got {v!r}")
@@ -200,9 +203,12 @@ def world_record(cfg: SynthConfig, layout: Layout) -> dict:
                                       "X_cam = R X_world + t; pixel centres at (i + 0.5, j + 0.5)",
                         "satellite": {"model": "ORTHO", "gsd": cfg.satellite_gsd, "size": cfg.satellite_size,
                                       "camera_height": ORTHO_HEIGHT,
-                                      "projection": "u = X_cam.x / gsd + W/2, v = X_cam.y / gsd + H/2, "
-                                                    "R = diag(1, -1, -1): north up, tile centred on the "
-                                                    "building centre (east, north)"}},
+                                      "off_nadir_deg": list(cfg.satellite_off_nadir_deg),
+                                      "projection": "u = X_cam.x / gsd + W/2, v = X_cam.y / gsd + H/2; "
+                                                    "nadir R = diag(1, -1, -1); off-nadir: z = the tilted "
+                                                    "view direction, x = east made perpendicular to z, "
+                                                    "y = z cross x (north up to within the tilt); the "
+                                                    "building centre (x, y, z) is at the tile centre"}},
             "counts": {"train": sum(b.split == "train" for b in layout.buildings),
                        "test": sum(b.split == "test" and b.role == "query" for b in layout.buildings),
                        "distractors": sum(b.role == "distractor" for b in layout.buildings),

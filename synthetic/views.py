@@ -41,7 +41,12 @@ def random_light(cfg: SynthConfig, rng: np.random.Generator, seed: int) -> Light
 
 
 def satellite_camera(cfg: SynthConfig, b: Building) -> Camera:
-    return ortho(cfg.satellite_size, cfg.satellite_gsd, b.center[:2])
+    """The building's tile: its centre (mid-height) at the tile centre, seen from an off-nadir angle
+    in `satellite_off_nadir_deg` toward a random azimuth (its own generator: the other views' bytes
+    do not depend on it)."""
+    rng = rng_for(cfg.seed, "sat-view", b.index)
+    tilt, az = _u(rng, cfg.satellite_off_nadir_deg), float(rng.uniform(0.0, 360.0))
+    return ortho(cfg.satellite_size, cfg.satellite_gsd, b.center[:2], tilt, az, float(b.center[2]))
 
 
 class Clearance:

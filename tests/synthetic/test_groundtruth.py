@@ -137,15 +137,45 @@ def _light():
 
 
 def test_satellite_tile_is_north_up_and_centred(small_world: Path):
+    """The tile's look-at point (the building centre) is the tile centre; east is right and north is
+    up to within the off-nadir tilt, which lies in the configured range; ground scale is 1 / gsd
+    shrunk by at most cos(tilt) along the tilt."""
     buildings = json.loads((small_world / "meta" / "buildings.json").read_text())
     cfg = small_config()
+    lo, hi = cfg.satellite_off_nadir_deg
+    tilts = []
     for bid, b in buildings.items():
         cams = json.loads((small_world / "meta" / "cameras" / f"{bid}.json").read_text())
         sat = next(c for r, c in cams.items() if c["view"] == "satellite")
         gsd = 1 / sat["K"][0][0]
         assert abs(gsd - cfg.satellite_gsd) < 1e-9
+        R = np.asarray(sat["cam_from_world"])[:, :3]
+        assert np.allclose(R @ R.T, np.eye(3), atol=1e-6) and np.linalg.det(R) > 0
+        tilt = np.degrees(np.arccos(-R[2, 2]))        # angle between the view direction and straight down
+        assert lo - 1e-6 <= tilt <= hi + 1e-6, tilt
+        tilts.append(tilt)
         c = np.asarray(b["center"])
         uv, _ = _project(sat, np.array([c, c + [10, 0, 0], c + [0, 10, 0]]))
         assert np.allclose(uv[0], [sat["width"] / 2, sat["height"] / 2], atol=1e-6)
-        assert np.allclose(uv[1] - uv[0], [10 / gsd, 0], atol=1e-6)    # east is right
-        assert np.allclose(uv[2] - uv[0], [0, -10 / gsd], atol=1e-6)   # north is up
+        east, north = (uv[1] - uv[0]) * gsd / 10, (uv[2] - uv[0]) * gsd / 10
+        assert abs(east[1]) < 1e-9 and east[0] > 0                    # east is exactly along +u
+        cos_t = np.cos(np.radians(tilt))
+        assert cos_t - 1e-6 <= east[0] <= 1 + 1e-6
+        assert north[1] < 0 and np.degrees(np.arctan2(abs(north[0]), -north[1])) <= tilt + 1e-6  # north up
+        assert cos_t - 1e-6 <= np.hypot(*north) <= 1 + 1e-6
+    assert max(tilts) > lo + 1.0, "off-nadir angles are drawn from the range, not fixed"
+
+
+def test_nadir_tile_keeps_the_plain_convention():
+    from synthetic.camera import ORTHO_HEIGHT, ortho
+
+    cam = ortho(64, 0.5, np.array([10.0, -4.0]))
+    assert np.allclose(cam.R, np.diag([1.0, -1.0, -1.0]))
+    assert np.allclose(cam.center, [10.0, -4.0, ORTHO_HEIGHT])
+    tilted = ortho(64, 0.5, np.array([10.0, -4.0]), off_nadir_deg=20.0, azimuth_deg=90.0, center_z=5.0)
+    # standing east of the scene and looking down-west: a tall wall's east face is seen, the
+    # top of a 20 m mast at the look-at point leans away from the camera (west, -u)
+    uv, _ = tilted.project(np.array([[10.0, -4.0, 5.0], [10.0, -4.0, 25.0]]))
+    assert np.allclose(uv[0], [32, 32])
+    assert uv[1][0] < uv[0][0] and abs(uv[1][1] - uv[0][1]) < 1e-9
+    assert abs(tilted.center[2] - ORTHO_HEIGHT) < 1e-6 and tilted.center[0] > 10.0
