@@ -2,13 +2,16 @@
 
 Each run is a work dir of its own under WORKDIR/ablation/<variant>-s<seed>/ whose upstream stages
 (data, reconstruct, render, enhance) are links to the main work dir's, so the 3D cache and the
-GREM lists are computed once and only train, index and evaluate run per variant and seed.
+GREM lists are computed once and only train, index and evaluate run per variant and seed. The frozen
+encoder's render features (train/render_features) are shared by every run through one cache,
+WORKDIR/ablation/render_features: the encoder is frozen, so they are the same for all variants.
 """
 from __future__ import annotations
 
 import copy
 import os
 import statistics
+import time
 from pathlib import Path
 
 from pipeline.cache import atomic_write_json, atomic_write_text, read_json, workdir_lock
@@ -26,6 +29,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 }
 SHARED = ("data", "reconstruct", "render", "enhance")
 PER_RUN = ("train", "index", "evaluate")
+FEATURES = "render_features"   # retrieval.train_data.FEATURES_DIR
 METRICS = ("R@1", "R@5", "R@10", "AP")
 
 
@@ -55,13 +59,18 @@ def run_ablation(cfg: Config, workdir: Path, seeds: int = 3, variants: list[str]
         for seed in range(seeds):
             run_dir = workdir / "ablation" / f"{variant}-s{seed}"
             _link_shared(workdir, run_dir)
+            _link_features(workdir / "ablation" / FEATURES, run_dir)
             vcfg = variant_config(cfg, variant, seed)
             log.info("ablation: %s, seed %d", variant, seed)
+            t0 = time.time()
             with workdir_lock(run_dir):
                 for name in PER_RUN:
                     run_stage(get_stage(name), vcfg, run_dir)
             metrics = read_json(run_dir / "evaluate" / "metrics.json") or {}
-            runs.append(_street_metrics(metrics))
+            train_manifest = read_json(run_dir / "train" / "manifest.json") or {}
+            runs.append({**_street_metrics(metrics), "seed": seed,
+                         "train_s": (train_manifest.get("timings") or {}).get("seconds"),
+                         "run_s": round(time.time() - t0, 1)})
         results[variant] = {"label": VARIANTS[variant][0], "runs": runs, **_aggregate(runs)}
     baseline = _colour_baseline(workdir)
     payload = {"seeds": seeds, "variants": results, "baseline": baseline, "train": _train_budget(cfg)}
@@ -88,6 +97,26 @@ def _link_shared(workdir: Path, run_dir: Path) -> None:
         link.symlink_to(target, target_is_directory=True)
 
 
+def _link_features(shared: Path, run_dir: Path) -> None:
+    """run_dir/train/render_features -> the shared cache (its index.json keys each building's files)."""
+    shared.mkdir(parents=True, exist_ok=True)
+    link = run_dir / "train" / FEATURES
+    link.parent.mkdir(parents=True, exist_ok=True)
+    target = os.path.relpath(shared, link.parent)
+    if link.is_symlink() and os.readlink(link) == target:
+        return
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.is_dir():  # an older run's private cache: move its files into the shared one
+        for f in link.iterdir():
+            if not (shared / f.name).exists():
+                os.replace(f, shared / f.name)
+            else:
+                f.unlink()
+        link.rmdir()
+    link.symlink_to(target, target_is_directory=True)
+
+
 def _street_metrics(metrics: dict) -> dict:
     tasks = metrics.get("tasks", metrics)
     m = tasks.get("street->satellite") or next((v for k, v in tasks.items() if isinstance(v, dict) and "street" in k), {})
@@ -110,7 +139,11 @@ def _colour_baseline(workdir: Path) -> dict | None:
     except ImportError:
         return None
     tree = workdir / "data" / "tree"
-    return colour_histogram_recall(tree) if tree.exists() else None
+    if not tree.exists():
+        return None
+    res = colour_histogram_recall(tree)
+    # the matcher reports fractions; the table and the report are in percent like metrics.json
+    return {k: (100.0 * v if k.startswith(("R@", "AP", "chance")) else v) for k, v in res.items()}
 
 
 def _train_budget(cfg: Config) -> dict:
@@ -129,4 +162,6 @@ def format_ablation(payload: dict) -> str:
     if b:
         cells = [f"{float(b[k]):.2f}" if k in b else "-" for k in METRICS]
         lines.append("| colour-histogram matcher (no learning) | " + " | ".join(cells) + " |")
+        if "chance_R@1" in b:
+            lines.append(f"| chance (1 / gallery of {b.get('gallery', '?')}) | {float(b['chance_R@1']):.2f} | - | - | - |")
     return "\n".join(lines)

@@ -20,7 +20,7 @@ class TrainConfig:
     seed: int = 0
     epochs: int = 10
     batch_size: int = 16             # buildings per batch (one sample per building)
-    samples_per_building: int = 2    # rounds per epoch: each round visits every train building once
+    samples_per_building: int = 4    # rounds per epoch: each round visits every train building once
     image_size: int = 224
     device: str = "auto"
     # model
@@ -28,7 +28,8 @@ class TrainConfig:
     backbone_weights: str | None = None    # local weights file for timm backbones
     pretrained: bool = True
     feature_stride: int = 32               # 32: 1x1 head output (1280 ch); 16: stage-5 output (112 ch)
-    freeze_stages: int = 2                 # stem + this many of the 7 backbone stages stay frozen
+    freeze_stages: int = 4                 # stem + this many of the 7 backbone stages stay frozen: with a
+                                           # few dozen buildings, fine-tuning more overfits them
     drop_connect_rate: float = 0.2
     head: str = "pafa"                     # pafa | gem (ablation)
     pafa_proj_channels: int = 256

@@ -1,0 +1,47 @@
+"""Ablation helpers: variant configs, the shared render-feature cache, the table (percent throughout)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.ablation import _aggregate, _link_features, format_ablation, variant_config
+from pipeline.config import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_variant_config_changes_only_its_part_and_the_seed():
+    cfg = load_config(REPO / "assets" / "configs" / "tiny.yaml", [])
+    v = variant_config(cfg, "no3d", 2)
+    assert v.train.use_3d is False and v.train.seed == 2
+    assert cfg.train.use_3d is True  # the base config is untouched
+    assert variant_config(cfg, "gem", 0).train.head == "gem"
+    with pytest.raises(ValueError, match="unknown ablation variant"):
+        variant_config(cfg, "nope", 0)
+
+
+def test_runs_share_one_render_feature_cache(tmp_path: Path):
+    shared = tmp_path / "ablation" / "render_features"
+    old = tmp_path / "ablation" / "full-s0" / "train" / "render_features"
+    old.mkdir(parents=True)
+    (old / "0001.npy").write_bytes(b"x")
+    _link_features(shared, old.parents[1])
+    assert old.is_symlink() and (shared / "0001.npy").read_bytes() == b"x"   # a private cache is moved in
+    run = tmp_path / "ablation" / "gem-s1"
+    _link_features(shared, run)
+    _link_features(shared, run)   # idempotent
+    link = run / "train" / "render_features"
+    assert link.is_symlink() and Path(os.path.realpath(link)) == shared.resolve()
+    assert (link / "0001.npy").is_file()
+
+
+def test_table_is_in_percent_with_baseline_and_chance():
+    runs = [{"R@1": 10.0, "R@5": 40.0, "R@10": 60.0, "AP": 20.0}, {"R@1": 20.0, "R@5": 50.0, "R@10": 70.0, "AP": 30.0}]
+    payload = {"seeds": 2, "variants": {"full": {"label": "full model", "runs": runs, **_aggregate(runs)}},
+               "baseline": {"R@1": 3.33, "R@5": 30.0, "R@10": 70.0, "AP": 12.2, "chance_R@1": 6.25, "gallery": 16}}
+    table = format_ablation(payload)
+    assert "| full model | 15.00 ± 7.07 | 45.00 ± 7.07 |" in table
+    assert "| colour-histogram matcher (no learning) | 3.33 |" in table
+    assert "| chance (1 / gallery of 16) | 6.25 |" in table
