@@ -46,7 +46,7 @@ def check_config(cfg: SynthConfig) -> None:
     if cfg.satellite_gsd <= 0:
         problems.append("satellite_gsd must be > 0")
     ona = cfg.satellite_off_nadir_deg
-    if isinstance(ona, (list, tuple)) and len(ona) == 2 and not 0.0 <= min(ona) <= max(ona) < 60.0:
+    if isinstance(ona, (list, tuple)) and len(ona) == 2 and not 0.0 <= ona[0] <= ona[1] < 60.0:
         problems.append(f"satellite_off_nadir_deg must be a [low, high] pair within [0, 60) degrees, got {ona!r}")
     if not 1 <= cfg.jpeg_quality <= 100:
         problems.append("jpeg_quality must be within [1, 100]")

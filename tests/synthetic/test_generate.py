@@ -106,6 +106,13 @@ def test_bad_config_is_named():
         gen.check_config(small_config(drone_images=10))
 
 
+def test_bad_off_nadir_range_is_named():
+    for bad in ([20.0, 5.0], [0.0, 75.0], [-5.0, 10.0], [10.0]):
+        with pytest.raises(ValueError, match="satellite_off_nadir_deg"):
+            gen.check_config(small_config(satellite_off_nadir_deg=bad))
+    gen.check_config(small_config(satellite_off_nadir_deg=[0.0, 0.0]))   # nadir is fine
+
+
 def test_geojson_footprints(tmp_path: Path):
     polys = [[[0, 0], [30, 0], [30, 20], [0, 20], [0, 0]],
              [[70, 10], [100, 10], [100, 50], [85, 50], [85, 25], [70, 25], [70, 10]],
