@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from pipeline.log import log, setup_logging
@@ -155,5 +154,4 @@ def _dispatch(args) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    t0 = time.time()
     sys.exit(main())

@@ -7,7 +7,6 @@ had finished and never mistakes a half-written item for a finished one.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 import traceback
@@ -259,7 +258,3 @@ def _fmt_counts(counts: dict[str, int]) -> str:
     if not counts:
         return ""
     return " (" + ", ".join(f"{v} {k}" for k, v in counts.items() if v) + ")"
-
-
-def config_as_dict(config: Config) -> dict:
-    return dataclasses.asdict(config)

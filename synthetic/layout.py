@@ -234,7 +234,6 @@ def make_layout(cfg: SynthConfig) -> Layout:
         height = floors * p["floor_height"] + 0.6
         if given is not None:
             poly = given[i]
-            c = poly.centroid
             angle = _main_axis(poly)
             block = None
             kind = "given"
@@ -450,7 +449,6 @@ def _furnish_grid(cfg: SynthConfig, rng: np.random.Generator, buildings: list[Bu
         inner = box(*blk).buffer(-PAVEMENT - VERGE, join_style=2)
         kind = srng.random()
         if kind < 0.45:  # park: paths and many trees
-            cx, cy = inner.centroid.x, inner.centroid.y
             diag = shapely.geometry.LineString([inner.bounds[:2], inner.bounds[2:]]).buffer(2.0)
             _draw(classes, diag.intersection(inner), style.GRAVEL, origin)
             _scatter_trees(srng, inner.difference(diag.buffer(2)), 3 * cfg.trees_per_building // 2, trees)

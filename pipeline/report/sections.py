@@ -531,7 +531,7 @@ def retrieval_examples(ctx: ReportContext) -> str:
 
 def _img(src: str | None, alt: str) -> str:
     if src is None:
-        return f'<div style="width:124px;height:124px;background:#eee;line-height:124px">missing</div>'
+        return '<div style="width:124px;height:124px;background:#eee;line-height:124px">missing</div>'
     return f'<img src="{esc(src)}" alt="{esc(alt)}" title="{esc(alt)}">'
 
 

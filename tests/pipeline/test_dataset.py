@@ -5,7 +5,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from retrieval.dataset import read_tree, summary_table, validate_tree
 

@@ -1,7 +1,5 @@
 """Planted bad inputs through `validate`, the CLI and the stages: a clear message naming the file,
 a non-zero exit, and finished work in the work dir never lost or overwritten by a failing run."""
-import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path

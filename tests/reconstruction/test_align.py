@@ -42,7 +42,7 @@ def orbit_reconstruction(n_images: int = 54, radius: float = 30.0, seed: int = 0
     box[face == 1, 1] = -8 + 16 * u[face == 1, 0]
     ground = np.c_[rng.uniform(-25, 25, (800, 2)), np.zeros(800)]
     pts = np.vstack([box, ground])
-    centres, poses, obs = {}, {}, {}
+    centres, obs = {}, {}
     for i in range(n_images):
         a = 2 * np.pi * 3 * i / n_images
         C = np.array([radius * np.cos(a), radius * np.sin(a), 60 - 45 * i / (n_images - 1)])

@@ -19,7 +19,7 @@ import retrieval.train as train_mod
 from retrieval.config import TrainConfig
 from retrieval.model import load_checkpoint
 from retrieval.train import NonFiniteLossError, train
-from retrieval.train_data import (Building, collect_buildings, plan_batches, render_views, split_validation)
+from retrieval.train_data import (collect_buildings, plan_batches, render_views, split_validation)
 
 REPO = Path(__file__).resolve().parents[2]
 
