@@ -17,10 +17,14 @@ def _plt():
 
 
 def _save(fig, out: Path) -> Path:
+    """Write the figure atomically and close it (also when saving fails)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    finally:
+        _plt().close(fig)
     tmp.replace(out)
     return out
 
@@ -36,13 +40,11 @@ def plot_recall_curve(curves: Mapping[str, np.ndarray], out: Path, max_k: int = 
     ax.set_xlabel("K")
     ax.set_ylabel("Recall@K (%)")
     ax.set_ylim(0, 101)
-    ax.set_title(title)
+    if title:
+        ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    try:
-        return _save(fig, out)
-    finally:
-        plt.close(fig)
+    return _save(fig, out)
 
 
 def plot_rank_histogram(first_ranks: Mapping[str, Sequence[int]], out: Path, max_rank: int = 50) -> Path:
@@ -56,10 +58,7 @@ def plot_rank_histogram(first_ranks: Mapping[str, Sequence[int]], out: Path, max
     ax.set_xlabel(f"rank of the first true match (>{max_rank} clipped)")
     ax.set_ylabel("queries")
     ax.legend()
-    try:
-        return _save(fig, out)
-    finally:
-        plt.close(fig)
+    return _save(fig, out)
 
 
 def plot_grem_scores(right: Sequence[float], wrong: Sequence[float], out: Path) -> Path:
@@ -73,7 +72,4 @@ def plot_grem_scores(right: Sequence[float], wrong: Sequence[float], out: Path) 
     ax.set_xlabel("cosine similarity to the building's street images")
     ax.set_ylabel("google images")
     ax.legend()
-    try:
-        return _save(fig, out)
-    finally:
-        plt.close(fig)
+    return _save(fig, out)

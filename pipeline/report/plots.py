@@ -172,21 +172,3 @@ def plot_scalar_groups(series: Mapping[str, tuple[np.ndarray, np.ndarray]], out:
             ax.legend(fontsize=7, ncol=2 if len(tags) > 4 else 1, framealpha=0.7)
     fig.tight_layout()
     return _save(fig, out)
-
-
-def plot_recall_curves(curves: Mapping[str, np.ndarray], out: Path, max_k: int = 50) -> Path:
-    """Recall@K in percent against K, one line per task (CMC values in [0, 1], K = 1, 2, ...)."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.8, 3.9))
-    for name, cmc in curves.items():
-        cmc = np.asarray(cmc, dtype=np.float64)
-        k = min(max_k, len(cmc))
-        ax.plot(np.arange(1, k + 1), 100 * cmc[:k], marker="o" if k <= 20 else None, ms=3, lw=1.6, label=name)
-    ax.set_xlabel("K")
-    ax.set_ylabel("Recall@K (%)")
-    ax.set_ylim(0, 101)
-    ax.set_xlim(left=1)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=9)
-    fig.tight_layout()
-    return _save(fig, out)

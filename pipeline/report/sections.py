@@ -395,23 +395,25 @@ def evaluation(ctx: ReportContext) -> str:
                                  *(Col(k + " (%)", k) for k in ("R@1", "R@5", "R@10", "R@top1%", "AP")),
                                  Col("note", "note", text=True)], rows, keep=("task",)))
     html += caption("University-1652 protocol: every query ranked against the whole gallery, distractors included.")
-    curves = {}
-    for task, csv_path in _ranks_files(ctx).items():
-        ranks = read_ranks_csv(csv_path, task)
-        if not ranks or all(r.first_rank is None for r in ranks):
-            continue
-        curves[task] = cmc_from_ranks([r.first_rank for r in ranks], (tasks.get(task) or {}).get("n_gallery"))
     figs = []
     edir = ctx.workdir / "evaluate"
-    if curves:
-        p = plots.plot_recall_curves(curves, ctx.img("recall_at_k.png"), max_k=ctx.cfg.curve_max_k)
-        figs.append(figure(ctx.rel(p), "Recall@K (CMC) per task, from the per-query ranks"))
-    elif (edir / "recall_curve.png").is_file():
-        figs.append(figure(ctx.copy_image(edir / "recall_curve.png", "recall_curve.png"), "Recall@K (from the evaluate stage)"))
+    if (edir / "recall_curve.png").is_file():
+        figs.append(figure(ctx.copy_image(edir / "recall_curve.png", "recall_curve.png"), "Recall@K (CMC) per task"))
+    else:  # an evaluate dir from elsewhere may hold only the ranks: derive the curve from them
+        from retrieval.plots import plot_recall_curve
+
+        curves = {}
+        for task, csv_path in _ranks_files(ctx).items():
+            ranks = read_ranks_csv(csv_path, task)
+            if ranks and any(r.first_rank is not None for r in ranks):
+                curves[task] = cmc_from_ranks([r.first_rank for r in ranks], (tasks.get(task) or {}).get("n_gallery"))
+        if curves:
+            p = plot_recall_curve(curves, ctx.img("recall_at_k.png"), max_k=ctx.cfg.curve_max_k, title="")
+            figs.append(figure(ctx.rel(p), "Recall@K (CMC) per task, from the per-query ranks"))
     if (edir / "rank_histogram.png").is_file():
         figs.append(figure(ctx.copy_image(edir / "rank_histogram.png", "rank_histogram.png"),
                            "rank of each query's first true match (from the evaluate stage)"))
-    if not curves and not figs:
+    if not figs:
         html += note("no Recall@K curve: no per-query ranks CSV with first-match ranks in the evaluate dir")
     return html + (grid(figs, 440) if figs else "")
 
