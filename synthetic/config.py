@@ -17,6 +17,11 @@ class SynthConfig:
     n_train: int = 8            # buildings with all views in train/
     n_test: int = 6             # query buildings in test/ (disjoint from train)
     n_distractors: int = 3      # gallery-only satellite tiles in test/
+    # train buildings flown by the drone (a seeded random subset; None: all). The others have satellite,
+    # street and google images only, as places no flight reached. Reconstruction costs far more than
+    # rendering, so this is how a training set of hundreds of buildings stays cheap: the 3D bridge
+    # aligns the flown ones, and cross-view training needs many buildings.
+    n_train_drone: int | None = None
     footprints: str | None = None   # optional GeoJSON of footprint polygons in metres (local ENU)
     # campus style: how many facade styles and roof colours the campus palette holds; buildings
     # draw facade and roof independently from it, so several buildings share a style

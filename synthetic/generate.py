@@ -33,6 +33,8 @@ def check_config(cfg: SynthConfig) -> None:
     problems = []
     if cfg.n_train < 0 or cfg.n_test < 0 or cfg.n_distractors < 0:
         problems.append("building counts must be >= 0")
+    if cfg.n_train_drone is not None and not 0 <= cfg.n_train_drone <= cfg.n_train:
+        problems.append(f"n_train_drone ({cfg.n_train_drone}) must be within [0, n_train ({cfg.n_train})]")
     if cfg.drone_groups < 1 or cfg.drone_images < cfg.drone_groups or cfg.drone_images % cfg.drone_groups:
         problems.append(f"drone_images ({cfg.drone_images}) must be a positive multiple of drone_groups "
                         f"({cfg.drone_groups})")
@@ -85,10 +87,21 @@ def plan_drone(cfg: SynthConfig, layout: Layout, b: Building, folders: list[str]
             for i, (cam, light) in enumerate(zip(cams, lights))]
 
 
+def flown(cfg: SynthConfig, layout: Layout) -> set[str]:
+    """Ids of the buildings with drone images: all but the train buildings left out by `n_train_drone`."""
+    train = [b.id for b in layout.buildings if b.split == "train"]
+    others = {b.id for b in layout.buildings if b.split != "train" and b.role != "distractor"}
+    if cfg.n_train_drone is None or cfg.n_train_drone >= len(train):
+        return others | set(train)
+    pick = rng_for(cfg.seed, "drone-flown").choice(len(train), size=cfg.n_train_drone, replace=False)
+    return others | {train[i] for i in pick.tolist()}
+
+
 def plan_shots(cfg: SynthConfig, layout: Layout, renderer: Renderer) -> list[Shot]:
     shots: list[Shot] = []
     ground = GroundShots(layout, renderer)
     train = [b for b in layout.buildings if b.split == "train"]
+    with_drone = flown(cfg, layout)
     n_google = cfg.google_per_building * len(train)
     grng = rng_for(cfg.seed, "google-wrong")
     wrong = set(grng.choice(n_google, size=int(round(cfg.google_wrong_share * n_google)), replace=False).tolist()) \
@@ -99,7 +112,8 @@ def plan_shots(cfg: SynthConfig, layout: Layout, renderer: Renderer) -> list[Sho
                           satellite_camera(cfg, b), random_light(cfg, rng, int(rng.integers(2 ** 31))), b.id, b.id))
         if b.role == "distractor":
             continue
-        shots += plan_drone(cfg, layout, b, _folders(b, "drone"))
+        if b.id in with_drone:
+            shots += plan_drone(cfg, layout, b, _folders(b, "drone"))
         for k in range(cfg.street_per_building):
             rng = rng_for(cfg.seed, "street", b.index, k)
             cam = ground.sample(rng, b, cfg.street_size, cfg.street_fov_deg, cfg.street_height_m,
@@ -256,8 +270,11 @@ def generate_world(cfg: SynthConfig, out: Path, preview: bool = False, workers: 
     shots = plan_shots(cfg, layout, renderer)
     tmp = _fresh_tmp(out)
     try:
-        for b in layout.buildings:  # empty google folders are normal in University-1652
+        with_drone = flown(cfg, layout)
+        for b in layout.buildings:  # empty google folders are normal in University-1652; empty drone ones are not
             for view in ("satellite", "drone", "street", "google"):
+                if view == "drone" and b.id not in with_drone:
+                    continue
                 for f in _folders(b, view):
                     (tmp / f).mkdir(parents=True, exist_ok=True)
         render_shots(shots, tmp, cfg, mesh, layout, workers)

@@ -130,3 +130,21 @@ def test_geojson_footprints(tmp_path: Path):
                                "features": [{"geometry": {"type": "Point", "coordinates": [0, 0]}}]}))
     with pytest.raises(ValueError, match="bad.geojson: feature 0"):
         make_layout(small_config(footprints=str(bad)))
+
+
+def test_only_some_train_buildings_flown(tmp_path: Path):
+    cfg = small_config(n_train=4, n_train_drone=1, n_test=1, n_distractors=0, drone_images=3,
+                       google_per_building=0, street_per_building=1)
+    root = generate_world(cfg, tmp_path / "w", workers=1)
+    meta = json.loads((root / "meta" / "buildings.json").read_text())
+    train = {i for i, b in meta.items() if b["split"] == "train"}
+    flown = {p.name for p in (root / "train" / "drone").iterdir()}
+    # no empty drone folders: the dataset validator counts those as a problem
+    assert len(flown) == 1 and flown < train
+    assert all(len(list((root / "train" / "drone" / b).iterdir())) == 3 for b in flown)
+    assert {p.name for p in (root / "train" / "street").iterdir()} == train
+    assert len(list((root / "test" / "query_drone").iterdir())) == 1   # test buildings are always flown
+    from retrieval.dataset import validate_tree
+    assert validate_tree(root, progress=False) == []
+    with pytest.raises(ValueError, match="n_train_drone"):
+        gen.check_config(small_config(n_train=2, n_train_drone=3))
