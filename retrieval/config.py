@@ -28,8 +28,8 @@ class TrainConfig:
     backbone_weights: str | None = None    # local weights file for timm backbones
     pretrained: bool = True
     feature_stride: int = 32               # 32: 1x1 head output (1280 ch); 16: stage-5 output (112 ch)
-    freeze_stages: int = 4                 # stem + this many of the 7 backbone stages stay frozen: with a
-                                           # few dozen buildings, fine-tuning more overfits them
+    freeze_stages: int = 2                 # stem + this many of the 7 backbone stages stay frozen (the
+                                           # low-level ones; see lr below for how this was chosen)
     drop_connect_rate: float = 0.2
     head: str = "pafa"                     # pafa | gem (ablation)
     pafa_proj_channels: int = 256
@@ -67,8 +67,11 @@ class TrainConfig:
     blur_prob: float = 0.3
     satellite_rot90: bool = True
     # optimisation
-    lr: float = 3e-4
-    backbone_lr_scale: float = 0.1         # backbone learns slower than the freshly initialised heads
+    # lr, backbone_lr_scale and freeze_stages were chosen on a separate 600-building synthetic world
+    # (seed 101, never the test split): 1e-3 / 0.3 / 2 gave street->satellite R@1 13% against 6% for
+    # 3e-4 / 0.1 / 4 in the same time (README, "What the model learns").
+    lr: float = 1e-3
+    backbone_lr_scale: float = 0.3         # backbone learns slower than the freshly initialised heads
     weight_decay: float = 0.01
     warmup_epochs: float = 1.0
     grad_clip: float = 1.0
