@@ -24,7 +24,7 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
 
 
 def _tile(path: Path, text: str) -> np.ndarray:
-    img = cv2.imread(str(path))
+    img = cv2.imread(str(path)) if path.is_file() else None   # unflown buildings have no drone images
     if img is None:
         img = np.full((TILE, TILE, 3), 40, np.uint8)
         text += " (none)"
