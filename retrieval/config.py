@@ -69,7 +69,7 @@ class TrainConfig:
     # optimisation
     # lr, backbone_lr_scale and freeze_stages were chosen on a separate 600-building synthetic world
     # (seed 101, never the test split): 1e-3 / 0.3 / 2 gave street->satellite R@1 13% against 6% for
-    # 3e-4 / 0.1 / 4 in the same time (README, "What the model learns").
+    # 3e-4 / 0.1 / 4 in the same time (README, "Retrieval: what the model needs to generalise").
     lr: float = 1e-3
     backbone_lr_scale: float = 0.3         # backbone learns slower than the freshly initialised heads
     weight_decay: float = 0.01
