@@ -358,7 +358,7 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
                 for k, v in parts.items():
                     writer.add_scalar(f"loss/{k}", v, global_step)
                 writer.add_scalar("temperature", temperature, global_step)
-                writer.add_scalar("lr", scheduler.get_last_lr()[-1], global_step)
+                writer.add_scalar("lr", max(scheduler.get_last_lr()), global_step)  # the heads'; the backbone's is x backbone_lr_scale
             bar.set_postfix(loss=f"{parts['total']:.3f}", T=f"{temperature:.3f}")
         bar.close()
         # Throughput over the whole loop: loading and augmenting the images is part of the cost on CPU.
