@@ -28,12 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from retrieval.embed import embed_paths  # noqa: E402
+from retrieval.metrics import rank_all, summarize  # noqa: E402
 from retrieval.model import load_checkpoint  # noqa: E402
 from retrieval.train import config_with_overrides, train  # noqa: E402
 
@@ -53,17 +52,16 @@ def subset(world: Path, n: int, out: Path) -> Path:
     return out
 
 
-def test_ranks(model, world: Path, image_size: int) -> np.ndarray:
-    """0-based rank of the true tile for every street query of the test split."""
+def test_metrics(model, world: Path, image_size: int) -> dict:
+    """University-1652 metrics (percent) of the test split's street queries against gallery_satellite."""
     def files(folder: str) -> list[tuple[str, Path]]:
         return [(b.name, f) for b in sorted((world / "test" / folder).iterdir()) for f in sorted(b.iterdir())]
 
     q, g = files("query_street"), files("gallery_satellite")
     eq = embed_paths(model, [f for _, f in q], branch="street", image_size=image_size)
     eg = embed_paths(model, [f for _, f in g], branch="satellite", image_size=image_size)
-    order = np.argsort(-(eq @ eg.T), axis=1)
-    names = np.array([b for b, _ in g])
-    return np.array([int(np.flatnonzero(names[o] == b)[0]) for o, (b, _) in zip(order, q)])
+    ranking = rank_all(eq, eg, [b for b, _ in q], [b for b, _ in g])
+    return summarize(ranking.positions, len(g)).to_dict()
 
 
 def run_one(world: Path, n: int, overrides: list[str], budget_s: float) -> dict:
@@ -76,12 +74,11 @@ def run_one(world: Path, n: int, overrides: list[str], budget_s: float) -> dict:
             if ckpt.name == "model.pt" or time.time() - t0 > budget_s:
                 break
         model, _ = load_checkpoint(ckpt, cfg.device)
-        ranks = test_ranks(model, world, cfg.image_size)
+        m = test_metrics(model, world, cfg.image_size)
         hist = json.loads((Path(tmp) / "train" / "history.json").read_text())
-    n_gallery = sum(1 for _ in (world / "test" / "gallery_satellite").iterdir())
     return {"buildings": n, "overrides": overrides, "epochs_done": len(hist), "epochs": cfg.epochs,
-            "R@1": 100 * float((ranks == 0).mean()), "R@5": 100 * float((ranks < 5).mean()),
-            "chance_R@1": 100 / n_gallery, "queries": len(ranks), "gallery": n_gallery,
+            "R@1": m["R@1"], "R@5": m["R@5"], "AP": m["AP"], "chance_R@1": 100 / m["n_gallery"],
+            "queries": m["n_queries"], "gallery": m["n_gallery"],
             "train_loss_street_satellite": hist[-1]["loss_street_satellite"], "seconds": time.time() - t0}
 
 

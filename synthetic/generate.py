@@ -270,13 +270,12 @@ def generate_world(cfg: SynthConfig, out: Path, preview: bool = False, workers: 
     shots = plan_shots(cfg, layout, renderer)
     tmp = _fresh_tmp(out)
     try:
-        with_drone = flown(cfg, layout)
-        for b in layout.buildings:  # empty google folders are normal in University-1652; empty drone ones are not
-            for view in ("satellite", "drone", "street", "google"):
-                if view == "drone" and b.id not in with_drone:
-                    continue
-                for f in _folders(b, view):
-                    (tmp / f).mkdir(parents=True, exist_ok=True)
+        # the folders the shots write into, plus every train building's google folder: empty ones are
+        # normal in University-1652 (unlike empty drone or street folders, which the validator flags)
+        folders = {str(Path(p).parent) for s in shots for p in s.paths}
+        folders |= {f for b in layout.buildings for f in _folders(b, "google")}
+        for f in sorted(folders):
+            (tmp / f).mkdir(parents=True, exist_ok=True)
         render_shots(shots, tmp, cfg, mesh, layout, workers)
         meta = tmp / "meta"
         cams: dict[str, dict] = {b.id: {} for b in layout.buildings}
