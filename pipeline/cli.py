@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--seeds", type=int, default=3, help="seeds per variant (default 3)")
     p.add_argument("--variants", default="full,no3d,gem,nogrem,nossl", help="comma-separated variants")
+    p.add_argument("--no-report", action="store_true",
+                   help="stop after the table; do not train the main work dir's model to rebuild its report")
     return parser
 
 
@@ -149,7 +151,8 @@ def _dispatch(args) -> int:
     if cmd == "export-answer":
         return commands.export_answer(workdir, args.out)
     if cmd == "ablate":
-        return commands.ablate(cfg, workdir, seeds=args.seeds, variants=args.variants.split(","))
+        return commands.ablate(cfg, workdir, seeds=args.seeds, variants=args.variants.split(","),
+                               report=not args.no_report)
     raise SystemExit(f"unknown command {cmd}")
 
 

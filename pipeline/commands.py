@@ -131,8 +131,8 @@ def export_answer(workdir: Path, out: Path) -> int:
     return 0
 
 
-def ablate(cfg: Config, workdir: Path, seeds: int, variants: list[str]) -> int:
+def ablate(cfg: Config, workdir: Path, seeds: int, variants: list[str], report: bool = True) -> int:
     from pipeline.ablation import run_ablation
 
-    run_ablation(cfg, workdir, seeds=seeds, variants=variants)
+    run_ablation(cfg, workdir, seeds=seeds, variants=variants, report=report)
     return 0

@@ -37,11 +37,13 @@ def test_runs_share_one_render_feature_cache(tmp_path: Path):
     assert (link / "0001.npy").is_file()
 
 
-def test_table_is_in_percent_with_baseline_and_chance():
+def test_table_is_in_percent_with_baselines_and_chance():
     runs = [{"R@1": 10.0, "R@5": 40.0, "R@10": 60.0, "AP": 20.0}, {"R@1": 20.0, "R@5": 50.0, "R@10": 70.0, "AP": 30.0}]
     payload = {"seeds": 2, "variants": {"full": {"label": "full model", "runs": runs, **_aggregate(runs)}},
-               "baseline": {"R@1": 3.33, "R@5": 30.0, "R@10": 70.0, "AP": 12.2, "chance_R@1": 6.25, "gallery": 16}}
+               "baseline": {"R@1": 3.33, "R@5": 30.0, "R@10": 70.0, "AP": 12.2, "chance_R@1": 6.25, "gallery": 16},
+               "pretrained": {"R@1": 0.0, "R@5": 15.56, "R@10": 32.22, "AP": 4.94, "gallery": 16}}
     table = format_ablation(payload)
     assert "| full model | 15.00 ± 7.07 | 45.00 ± 7.07 |" in table
     assert "| colour-histogram matcher (no learning) | 3.33 |" in table
     assert "| chance (1 / gallery of 16) | 6.25 |" in table
+    assert "| pretrained encoder, no cross-view training (GeM) | 0.00 | 15.56 | 32.22 | 4.94 |" in table
