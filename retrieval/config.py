@@ -78,7 +78,9 @@ class TrainConfig:
     amp: bool = True                       # only on CUDA
     num_workers: int = 0
     threads: int = 0                       # torch CPU threads while training (0: torch's default); 1 is
-                                           # much faster when other processes share the cores (OpenMP spinning)
+                                           # much faster when other processes share the cores (OpenMP spinning).
+                                           # CPU training is bit-reproducible for a fixed seed and thread count;
+                                           # another count changes float reduction order, and the run diverges
     nproc_per_node: int = 1                # >1: the train stage runs torchrun (DDP) with this many processes
     cache_images: int = 4096               # decoded training images kept in memory (0: none)
     # validation and checkpoints

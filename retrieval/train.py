@@ -366,7 +366,9 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
         n_steps = max(1, len(data))
         record = {"epoch": epoch + 1, "steps": len(data), **{f"loss_{k}": v / n_steps for k, v in sums.items()},
                   "temperature": 1.0 / float(base.temperature_scale().detach()),
-                  "images_per_s": n_images * dd.world / max(t_steps, 1e-9), "seconds": time.time() - t0}
+                  "images_per_s": n_images * dd.world / max(t_steps, 1e-9), "seconds": time.time() - t0,
+                  # CPU results are reproducible for a fixed seed *and* thread count (reduction order)
+                  "threads": torch.get_num_threads()}
         if dd.main:
             r1 = validation_recall(base, buildings, val_ids, cfg.image_size, device, cache)
             if r1 is not None:

@@ -63,7 +63,7 @@ def run(ctx: StageContext) -> dict:
     last = history[-1] if history else {}
     return {"checkpoint": str(final.relative_to(ctx.out)), "epochs": len(history),
             "loss": last.get("loss_total"), "temperature": last.get("temperature"),
-            "val_r1": last.get("val_r1"), "images_per_s": last.get("images_per_s")}
+            "val_r1": last.get("val_r1"), "images_per_s": last.get("images_per_s"), "threads": last.get("threads")}
 
 
 STAGE = Stage(name="train", sections=("train",), needs=("data", "render", "enhance"), run=run,
