@@ -439,9 +439,10 @@ def ablation(ctx: ReportContext) -> str:
         return fmt(x) if x is not None else None
 
     rows = [{"variant": v.get("label", name), **{k: cell(v, k) for k in ABLATION_METRICS}} for name, v in variants.items()]
-    base = res.get("baseline")
-    if isinstance(base, dict):
-        rows.append({"variant": "colour-histogram matcher (no learning)", **{k: cell(base, k) for k in ABLATION_METRICS}})
+    for key, label in (("pretrained", "pretrained encoder, no cross-view training (GeM)"),
+                       ("baseline", "colour-histogram matcher (no learning)")):
+        if isinstance(res.get(key), dict):
+            rows.append({"variant": label, **{k: cell(res[key], k) for k in ABLATION_METRICS}})
     html = table(rows, nonempty([Col("variant", "variant", text=True), *(Col(k + " (%)", k) for k in ABLATION_METRICS)],
                                 rows, keep=("variant",)))
     budget = res.get("train") or {}

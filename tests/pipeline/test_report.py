@@ -139,7 +139,7 @@ def make_workdir(root: Path, stages: tuple[str, ...] = ("data", "reconstruct", "
             "seeds": 3, "train": {"epochs": 8},
             "variants": {"full": {"label": "full model", "R@1": {"mean": 40.0, "std": 2.0}, "AP": {"mean": 45.0, "std": 1.5}},
                          "no3d": {"label": "without the 3D bridge", "R@1": {"mean": 31.0, "std": 3.0}}},
-            "baseline": {"R@1": 12.5}})
+            "baseline": {"R@1": 12.5}, "pretrained": {"R@1": 7.75}})
     return wd
 
 
@@ -197,6 +197,7 @@ def test_full_report_has_every_section_and_figure(full_report):
     assert "only 9 of 54 images registered" in recon and "53/54" in recon and "0.42%" in recon
     assert "80.0%" in sections["grem"][1] and "67.0%" in sections["grem"][1]
     assert "40.00 ± 2.00" in sections["ablation"][1] and "colour-histogram" in sections["ablation"][1]
+    assert "pretrained encoder" in sections["ablation"][1] and "7.75" in sections["ablation"][1]
     # retrieval examples: 2 hits + 2 misses; the rank-6 query shows its true tile after the top 5
     ex = sections["examples"][1]
     assert ex.count('class="example"') == 4
