@@ -9,10 +9,13 @@ WORKDIR/ablation/render_features: the encoder is frozen, so they are the same fo
 from __future__ import annotations
 
 import copy
+import csv
 import os
 import statistics
 import time
 from pathlib import Path
+
+import numpy as np
 
 from pipeline.cache import atomic_write_json, atomic_write_text, read_json, workdir_lock
 from pipeline.config import Config
@@ -76,6 +79,7 @@ def run_ablation(cfg: Config, workdir: Path, seeds: int = 3, variants: list[str]
                          "train_s": (train_manifest.get("timings") or {}).get("seconds"),
                          "run_s": round(time.time() - t0, 1)})
         results[variant] = {"label": VARIANTS[variant][0], "runs": runs, **_aggregate(runs)}
+    _paired_differences(results, workdir, seeds)
     baseline = _colour_baseline(workdir)
     pretrained = _pretrained_baseline(workdir, cfg)
     payload = {"seeds": seeds, "variants": results, "baseline": baseline, "pretrained": pretrained,
@@ -140,6 +144,48 @@ def _aggregate(runs: list[dict]) -> dict:
     return out
 
 
+RANKS_CSV = "ranks_street-satellite.csv"   # written by the evaluate stage
+PAIRED = ("R@1", "R@5", "AP")
+
+
+def _per_query(run_dir: Path) -> dict[str, np.ndarray]:
+    """Per-query hit at 1 and 5 and AP of one run, in query-name order, from its ranks CSV."""
+    path = run_dir / "evaluate" / RANKS_CSV
+    with open(path, newline="") as f:
+        rows = sorted(csv.DictReader(f), key=lambda r: r["query"])
+    first = np.array([int(r["first_match_rank"]) if r["first_match_rank"] else 1 << 30 for r in rows])
+    return {"queries": np.array([r["query"] for r in rows]), "R@1": (first <= 1).astype(float),
+            "R@5": (first <= 5).astype(float), "AP": np.array([float(r["ap"] or 0.0) for r in rows])}
+
+
+def _paired_differences(results: dict, workdir: Path, seeds: int) -> None:
+    """variant - full on the same queries (per-query scores averaged over seeds), in percent, with a
+    bootstrap interval over the queries: whether a part's effect stands out of the query noise."""
+    from retrieval.metrics import bootstrap_ci
+
+    def seed_mean(variant: str) -> dict[str, np.ndarray] | None:
+        runs = [_per_query(workdir / "ablation" / f"{variant}-s{s}") for s in range(seeds)]
+        if any(not np.array_equal(r["queries"], runs[0]["queries"]) for r in runs):
+            return None
+        return {k: np.mean([r[k] for r in runs], axis=0) for k in PAIRED}
+
+    if "full" not in results:
+        return
+    try:
+        full = seed_mean("full")
+    except (OSError, KeyError, ValueError) as e:
+        log.warning("ablation: no paired differences (%s)", e)
+        return
+    for variant, entry in results.items():
+        if variant == "full" or full is None:
+            continue
+        other = seed_mean(variant)
+        if other is None or len(other["R@1"]) != len(full["R@1"]):
+            continue
+        entry["delta_vs_full"] = {k: {"mean": 100 * float(np.mean(other[k] - full[k])),
+                                      "ci95": [100 * x for x in bootstrap_ci(other[k] - full[k])]} for k in PAIRED}
+
+
 def _colour_baseline(workdir: Path) -> dict | None:
     """The trivial colour-histogram matcher on the same test split: how easy the world is."""
     try:
@@ -188,4 +234,12 @@ def format_ablation(payload: dict) -> str:
         lines.append("| colour-histogram matcher (no learning) | " + " | ".join(cells) + " |")
         if "chance_R@1" in b:
             lines.append(f"| chance (1 / gallery of {b.get('gallery', '?')}) | {float(b['chance_R@1']):.2f} | - | - | - |")
+    deltas = [(v["label"], v["delta_vs_full"]) for v in payload["variants"].values() if v.get("delta_vs_full")]
+    if deltas:
+        lines += ["", "variant - full model on the same queries (per-query scores averaged over the seeds), "
+                  "with a 95% bootstrap interval over the queries; an interval that holds 0 shows no effect",
+                  "", "| variant | " + " | ".join(f"Δ{k}" for k in PAIRED) + " |", "|---|" + "---|" * len(PAIRED)]
+        for label, d in deltas:
+            cells = [f"{d[k]['mean']:+.2f} [{d[k]['ci95'][0]:+.1f}, {d[k]['ci95'][1]:+.1f}]" for k in PAIRED]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -76,7 +76,9 @@ def print_metrics(metrics: dict) -> None:
     rows = []
     for task, m in metrics.get("tasks", metrics).items():
         if isinstance(m, dict) and "R@1" in m:
-            rows.append(f"{task:<22} " + "  ".join(f"{k} {m[k]:6.2f}" for k in ("R@1", "R@5", "R@10", "R@top1%", "AP") if k in m))
+            ci = (m.get("ci95") or {}).get("R@1")
+            rows.append(f"{task:<22} " + "  ".join(f"{k} {m[k]:6.2f}" for k in ("R@1", "R@5", "R@10", "R@top1%", "AP") if k in m)
+                        + (f"  (R@1 95% CI {ci[0]:.1f}-{ci[1]:.1f})" if ci else ""))
     if rows:
         print("\n".join(["metrics (%)", *rows]))
 

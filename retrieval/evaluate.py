@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from retrieval.metrics import RetrievalMetrics, rank_all, summarize
+from retrieval.metrics import RetrievalMetrics, bootstrap_ci, per_query_scores, rank_all, summarize
 from retrieval.search import EmbeddingSet, faiss_search, load_set, read_index, read_index_meta
 
 log = logging.getLogger("skylink")
@@ -158,13 +158,15 @@ def evaluate_index(
         result["files"][f"ranks {task}"] = csv_path.name
         result["faiss"][task] = {"kind": meta["indexes"][gname]["kind"], f"top{top_k}_agreement_with_exact": res.agreement}
         if res.metrics is not None:
-            result["tasks"][task] = res.metrics.to_dict()
+            result["tasks"][task] = m = res.metrics.to_dict()
+            # how far each score could move on another draw of queries: small test sets are noisy
+            m["ci95"] = {k: [round(100 * x, 2) for x in bootstrap_ci(v)]
+                         for k, v in per_query_scores(res.positions, ks).items()} if res.positions else {}
             curves[task] = res.metrics.cmc
             first_ranks[task] = [int(p[0]) + 1 for p in res.positions or [] if len(p)]
-            m = result["tasks"][task]
-            log.info("%s: R@1 %.2f R@5 %.2f R@10 %.2f R@top1%% %.2f AP %.2f (%d queries, gallery %d)",
-                     task, m["R@1"], m.get("R@5", float("nan")), m.get("R@10", float("nan")), m["R@top1%"], m["AP"],
-                     m["n_queries"], m["n_gallery"])
+            log.info("%s: R@1 %.2f [95%% CI %.1f-%.1f] R@5 %.2f R@10 %.2f R@top1%% %.2f AP %.2f (%d queries, gallery %d)",
+                     task, m["R@1"], *m["ci95"].get("R@1", (float("nan"),) * 2), m.get("R@5", float("nan")),
+                     m.get("R@10", float("nan")), m["R@top1%"], m["AP"], m["n_queries"], m["n_gallery"])
         else:
             result["tasks"][task] = {"note": "no labels (name-masked UAVM2025 set): answer only",
                                      "n_queries": len(res.query.names), "n_gallery": len(res.gallery.names)}

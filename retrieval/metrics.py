@@ -159,3 +159,31 @@ def rank_all(
         top=np.concatenate(tops) if tops else np.zeros((0, k), np.int64),
         top_scores=np.concatenate(top_scores) if top_scores else np.zeros((0, k), np.float32),
     )
+
+
+def per_query_scores(positions: Sequence[np.ndarray], ks: Sequence[int] = (1, 5, 10)) -> dict[str, np.ndarray]:
+    """Each query's hit at K (0/1) and AP, the values whose means are R@K and AP (a query without a
+    true match scores 0, as in `summarize`)."""
+    first = np.array([int(np.min(p)) if len(p) else np.iinfo(np.int64).max for p in positions], dtype=np.int64)
+    out = {f"R@{k}": (first < k).astype(np.float64) for k in ks}
+    out["AP"] = np.array([average_precision(p) if len(p) else 0.0 for p in positions], dtype=np.float64)
+    return out
+
+
+def bootstrap_ci(values: np.ndarray, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the mean of per-query `values`, resampling the queries.
+
+    It says how far a score on this query set could move on another draw of queries from the same
+    places; with 90 queries an R@1 near 5% spans about +-5 points. Paired differences (two models on
+    the same queries) go in as `a - b`.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or len(values) == 0:
+        raise ValueError(f"bootstrap_ci: need a non-empty 1-d array of per-query values, got shape {values.shape}")
+    rng = np.random.default_rng(seed)
+    chunk = max(1, (1 << 22) // len(values))   # bounded memory for large query sets
+    means = np.concatenate([values[rng.integers(0, len(values), size=(min(chunk, n_boot - s), len(values)))].mean(axis=1)
+                            for s in range(0, n_boot, chunk)])
+    alpha = (1.0 - level) / 2
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)

@@ -388,13 +388,17 @@ def evaluation(ctx: ReportContext) -> str:
         row = {"task": task, "q": mt.get("n_queries"), "g": mt.get("n_gallery"), "note": mt.get("note")}
         for k in ("R@1", "R@5", "R@10", "R@top1%", "AP"):
             row[k] = mt.get(k)
+        ci = (mt.get("ci95") or {}).get("R@1")
+        row["ci"] = f"{ci[0]:.1f}-{ci[1]:.1f}" if ci else None
         rows.append(row)
     if not rows:
         raise Missing(f"{path} holds no task metrics")
     html = table(rows, nonempty([Col("task", "task", text=True), Col("queries", "q"), Col("gallery", "g"),
-                                 *(Col(k + " (%)", k) for k in ("R@1", "R@5", "R@10", "R@top1%", "AP")),
+                                 Col("R@1 (%)", "R@1"), Col("R@1 95% CI", "ci", text=True),
+                                 *(Col(k + " (%)", k) for k in ("R@5", "R@10", "R@top1%", "AP")),
                                  Col("note", "note", text=True)], rows, keep=("task",)))
-    html += caption("University-1652 protocol: every query ranked against the whole gallery, distractors included.")
+    html += caption("University-1652 protocol: every query ranked against the whole gallery, distractors included. "
+                    "The interval is a bootstrap over the queries: how far R@1 could move on another draw of them.")
     figs = []
     edir = ctx.workdir / "evaluate"
     if (edir / "recall_curve.png").is_file():

@@ -47,3 +47,30 @@ def test_table_is_in_percent_with_baselines_and_chance():
     assert "| colour-histogram matcher (no learning) | 3.33 |" in table
     assert "| chance (1 / gallery of 16) | 6.25 |" in table
     assert "| pretrained encoder, no cross-view training (GeM) | 0.00 | 15.56 | 32.22 | 4.94 |" in table
+
+
+def _ranks(run: Path, first: list[int]) -> None:
+    (run / "evaluate").mkdir(parents=True)
+    lines = ["query,building,first_match_rank,n_matches,ap,top10"]
+    lines += [f"q{i:02d}.jpg,{i:04d},{r},1,{1.0 if r == 1 else 0.5 / r},x" for i, r in enumerate(first)]
+    (run / "evaluate" / "ranks_street-satellite.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_paired_difference_is_per_query_and_seed_averaged(tmp_path: Path):
+    from pipeline.ablation import _paired_differences
+
+    n = 40
+    _ranks(tmp_path / "ablation" / "full-s0", [1] * 10 + [7] * (n - 10))
+    _ranks(tmp_path / "ablation" / "full-s1", [1] * 20 + [7] * (n - 20))   # full: R@1 37.5% over the seeds
+    _ranks(tmp_path / "ablation" / "gem-s0", [2] * n)
+    _ranks(tmp_path / "ablation" / "gem-s1", [1] * 2 + [2] * (n - 2))      # gem: R@1 2.5%, R@5 100%
+    results = {"full": {"label": "full"}, "gem": {"label": "GeM"}}
+    _paired_differences(results, tmp_path, seeds=2)
+    d = results["gem"]["delta_vs_full"]
+    assert d["R@1"]["mean"] == pytest.approx(2.5 - 37.5)
+    assert d["R@5"]["mean"] == pytest.approx(100.0 - 37.5)
+    lo, hi = d["R@1"]["ci95"]
+    assert lo < -35.0 < hi < 0.0                                          # a clear loss: 0 is outside
+    assert "delta_vs_full" not in results["full"]
+    table = format_ablation({"seeds": 2, "variants": results})
+    assert "| GeM | -35.00 [" in table

@@ -71,6 +71,8 @@ def test_index_and_evaluate(tree, tmp_path):
     sd = res["tasks"]["satellite->drone"]
     assert sd["R@1"] == pytest.approx(100.0) and sd["AP"] == pytest.approx(100.0)   # both drone images ranked 1, 2
     assert res["faiss"]["street->satellite"]["top10_agreement_with_exact"] == pytest.approx(1.0)
+    lo, hi = m["ci95"]["R@1"]              # 9 hits of 10 queries: the interval holds 90 and stays <= 100
+    assert 50.0 <= lo < 90.0 <= hi <= 100.0 and sd["ci95"]["AP"] == [100.0, 100.0]
 
     rows = list(csv.DictReader(open(out / "ranks_street-satellite.csv")))
     assert len(rows) == 2 * N_QUERY

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval.metrics import average_precision, rank_all, summarize, top1pct_k
+from retrieval.metrics import average_precision, bootstrap_ci, per_query_scores, rank_all, summarize, top1pct_k
 
 
 def reference_ap(positions: list[int]) -> float:
@@ -99,3 +99,24 @@ def test_rank_all_chunking_matches_one_chunk():
     m = summarize(a.positions, 40)
     # CMC is monotone and reaches 1 at the end of the gallery
     assert np.all(np.diff(m.cmc) >= 0) and m.cmc[-1] == pytest.approx(1.0)
+
+
+def test_per_query_scores_average_to_the_summary():
+    positions = [np.array([0]), np.array([3]), np.array([1, 4]), np.array([], dtype=np.int64)]
+    s = per_query_scores(positions, ks=(1, 5))
+    np.testing.assert_array_equal(s["R@1"], [1, 0, 0, 0])
+    np.testing.assert_array_equal(s["R@5"], [1, 1, 1, 0])
+    np.testing.assert_allclose(s["AP"], [1.0, 1 / 8, reference_ap([1, 4]), 0.0])   # rank 4 alone: 1 / (2 * 4)
+    m = summarize(positions, n_gallery=6, ks=(1, 5))
+    assert s["R@5"].mean() == pytest.approx(m.recall[5]) and s["AP"].mean() == pytest.approx(m.ap)
+
+
+def test_bootstrap_ci_brackets_the_mean_and_narrows_with_more_queries():
+    hits = np.array([1.0] * 9 + [0.0] * 81)             # R@1 10% on 90 queries
+    lo, hi = bootstrap_ci(hits, seed=1)
+    assert lo < 0.10 < hi and 0.03 < lo and hi < 0.18     # binomial sd 3.2 points: about +-6
+    lo4, hi4 = bootstrap_ci(np.tile(hits, 4), seed=1)
+    assert (hi4 - lo4) < 0.6 * (hi - lo)                  # 4x the queries: about half the width
+    assert bootstrap_ci(np.ones(5)) == (1.0, 1.0)         # no spread, no interval
+    with pytest.raises(ValueError, match="non-empty"):
+        bootstrap_ci(np.array([]))
