@@ -155,7 +155,7 @@ def test_short_training_lowers_the_loss(micro, tmp_path):
     assert last["loss_total"] < 0.85 * first["loss_total"]
     assert last["loss_street_satellite"] < first["loss_street_satellite"]
     assert last["temperature"] != pytest.approx(0.07, abs=1e-4)     # the temperature is learned
-    assert all(h["images_per_s"] > 0 for h in hist)
+    assert all(h["images_per_s"] > 0 and h["threads"] >= 1 for h in hist)
 
 
 def test_ddp_two_processes_gloo(micro, tmp_path):
