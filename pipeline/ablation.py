@@ -169,17 +169,18 @@ def _paired_differences(results: dict, workdir: Path, seeds: int) -> None:
             return None
         return {k: np.mean([r[k] for r in runs], axis=0) for k in PAIRED}
 
-    if "full" not in results:
-        return
-    try:
-        full = seed_mean("full")
-    except (OSError, KeyError, ValueError) as e:
-        log.warning("ablation: no paired differences (%s)", e)
+    def safe_seed_mean(variant: str) -> dict[str, np.ndarray] | None:
+        try:
+            return seed_mean(variant)
+        except (OSError, KeyError, ValueError) as e:   # a table without this row beats losing the runs
+            log.warning("ablation: no paired difference for %s (%s)", variant, e)
+            return None
+
+    full = safe_seed_mean("full") if "full" in results else None
+    if full is None:
         return
     for variant, entry in results.items():
-        if variant == "full" or full is None:
-            continue
-        other = seed_mean(variant)
+        other = None if variant == "full" else safe_seed_mean(variant)
         if other is None or len(other["R@1"]) != len(full["R@1"]):
             continue
         entry["delta_vs_full"] = {k: {"mean": 100 * float(np.mean(other[k] - full[k])),
@@ -236,8 +237,8 @@ def format_ablation(payload: dict) -> str:
             lines.append(f"| chance (1 / gallery of {b.get('gallery', '?')}) | {float(b['chance_R@1']):.2f} | - | - | - |")
     deltas = [(v["label"], v["delta_vs_full"]) for v in payload["variants"].values() if v.get("delta_vs_full")]
     if deltas:
-        lines += ["", "variant - full model on the same queries (per-query scores averaged over the seeds), "
-                  "with a 95% bootstrap interval over the queries; an interval that holds 0 shows no effect",
+        lines += ["", "variant - full model on the same queries (per-query scores averaged over the seeds), with a "
+                  "95% bootstrap interval over the queries; an interval that holds 0: no effect beyond the query noise",
                   "", "| variant | " + " | ".join(f"Δ{k}" for k in PAIRED) + " |", "|---|" + "---|" * len(PAIRED)]
         for label, d in deltas:
             cells = [f"{d[k]['mean']:+.2f} [{d[k]['ci95'][0]:+.1f}, {d[k]['ci95'][1]:+.1f}]" for k in PAIRED]

@@ -74,3 +74,13 @@ def test_paired_difference_is_per_query_and_seed_averaged(tmp_path: Path):
     assert "delta_vs_full" not in results["full"]
     table = format_ablation({"seeds": 2, "variants": results})
     assert "| GeM | -35.00 [" in table
+
+
+def test_a_missing_ranks_file_drops_only_that_row(tmp_path: Path):
+    from pipeline.ablation import _paired_differences
+
+    for run, ranks in (("full-s0", [1, 2, 3]), ("gem-s0", [2, 2, 2])):
+        _ranks(tmp_path / "ablation" / run, ranks)
+    results = {"full": {"label": "full"}, "gem": {"label": "GeM"}, "nossl": {"label": "no SSL"}}
+    _paired_differences(results, tmp_path, seeds=1)   # nossl-s0 has no ranks CSV
+    assert "delta_vs_full" in results["gem"] and "delta_vs_full" not in results["nossl"]
