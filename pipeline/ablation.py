@@ -149,13 +149,18 @@ PAIRED = ("R@1", "R@5", "AP")
 
 
 def _per_query(run_dir: Path) -> dict[str, np.ndarray]:
-    """Per-query hit at 1 and 5 and AP of one run, in query-name order, from its ranks CSV."""
+    """Per-query hit at 1 and 5 and AP of one run, in query-name order, from its ranks CSV (which
+    holds each query's first match and AP, all the hits need)."""
+    from retrieval.metrics import per_query_scores
+
     path = run_dir / "evaluate" / RANKS_CSV
     with open(path, newline="") as f:
         rows = sorted(csv.DictReader(f), key=lambda r: r["query"])
-    first = np.array([int(r["first_match_rank"]) if r["first_match_rank"] else 1 << 30 for r in rows])
-    return {"queries": np.array([r["query"] for r in rows]), "R@1": (first <= 1).astype(float),
-            "R@5": (first <= 5).astype(float), "AP": np.array([float(r["ap"] or 0.0) for r in rows])}
+    firsts = [np.array([int(r["first_match_rank"]) - 1]) if r["first_match_rank"] else np.array([], np.int64)
+              for r in rows]
+    hits = per_query_scores(firsts, ks=(1, 5))
+    return {"queries": np.array([r["query"] for r in rows]), "R@1": hits["R@1"], "R@5": hits["R@5"],
+            "AP": np.array([float(r["ap"] or 0.0) for r in rows])}
 
 
 def _paired_differences(results: dict, workdir: Path, seeds: int) -> None:

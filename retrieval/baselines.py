@@ -11,32 +11,27 @@ from pathlib import Path
 from .backbone import frozen_encoder
 from .embed import embed_paths
 from .metrics import rank_all, summarize
-
-_IMAGE_EXT = (".jpg", ".jpeg", ".png")
-
-
-def _images(folder: Path) -> tuple[list[Path], list[str]]:
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: missing; expected a University-1652-layout tree")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_EXT)
-    return paths, [p.parent.name for p in paths]
+from .search import collect_sets
 
 
 def pretrained_recall(root: Path, *, image_size: int = 128, encoder: str = "efficientnet_lite0",
                       weights: str | Path | None = None, device: str = "auto",
                       ks: tuple[int, ...] = (1, 5, 10)) -> dict:
-    """R@K, R@top1% and AP (fractions) of the frozen pretrained encoder on the test split of `root`,
-    distractors kept, plus the query and gallery counts."""
+    """R@K, R@top1% and AP (fractions) of the frozen pretrained encoder on the test split of `root`
+    (the images the index stage embeds), distractors kept, plus the query and gallery counts."""
     root = Path(root)
-    q_paths, q_labels = _images(root / "test" / "query_street")
-    g_paths, g_labels = _images(root / "test" / "gallery_satellite")
-    if not q_paths or not g_paths:
-        raise ValueError(f"{root / 'test'}: no street queries or no gallery satellite tiles")
+    _, sets, _ = collect_sets(root)
+    bad = [str(root / "test" / name) for name in ("query_street", "gallery_satellite")
+           if not sets.get(name) or any(label is None for _, label in sets[name])]
+    if bad:
+        raise FileNotFoundError(f"{', '.join(bad)}: no images with building labels; "
+                                "expected a University-1652-layout tree")
+    query, gallery = sets["query_street"], sets["gallery_satellite"]
     enc = frozen_encoder(device, name=encoder, weights=weights)
-    q = embed_paths(enc, q_paths, image_size=image_size, device=device)
-    g = embed_paths(enc, g_paths, image_size=image_size, device=device)
-    m = summarize(rank_all(q, g, q_labels, g_labels).positions, len(g_paths), ks)
-    out = {"queries": m.n_queries, "gallery": len(g_paths), "image_size": image_size}
+    q = embed_paths(enc, [p for p, _ in query], image_size=image_size, device=device)
+    g = embed_paths(enc, [p for p, _ in gallery], image_size=image_size, device=device)
+    m = summarize(rank_all(q, g, [b for _, b in query], [b for _, b in gallery]).positions, len(gallery), ks)
+    out = {"queries": m.n_queries, "gallery": len(gallery), "image_size": image_size}
     out.update({f"R@{k}": float(m.recall[k]) for k in ks})
     out["R@top1%"] = float(m.recall_top1pct)
     out["AP"] = float(m.ap)

@@ -40,6 +40,7 @@ class TaskResult:
     agreement: float | None                 # share of queries whose faiss top-k equals the exact top-k
     positions: list[np.ndarray] | None = None   # per query: 0-based positions of its true matches (exact)
     aps: list[float] | None = None
+    scores: dict[str, np.ndarray] | None = None  # per query: hit at each K and AP (metrics.per_query_scores)
 
 
 def _slug(task: str) -> str:
@@ -77,8 +78,6 @@ def evaluate_task(
     ef_search: int | None = None,
 ) -> TaskResult:
     """Score one task of an index dir (metrics only when both sets carry building labels)."""
-    from retrieval.metrics import average_precision
-
     qname, gname = TASKS[task]
     query, gallery = load_set(index_dir, qname), load_set(index_dir, gname)
     index = read_index(Path(index_dir) / f"{gname}.faiss", device=index_device, nprobe=nprobe, ef_search=ef_search)
@@ -91,8 +90,8 @@ def evaluate_task(
     ranking = rank_all(query.vectors, gallery.vectors, query.labels, gallery.labels, k=top_k, device=device)
     metrics = summarize(ranking.positions, len(gallery.names), ks)
     agreement = float(np.mean(np.all(ranking.top == top, axis=1))) if len(top) else None
-    aps = [average_precision(p) if len(p) else 0.0 for p in ranking.positions]
-    return TaskResult(task, metrics, query, gallery, top, agreement, ranking.positions, aps)
+    scores = per_query_scores(ranking.positions, ks)
+    return TaskResult(task, metrics, query, gallery, top, agreement, ranking.positions, scores["AP"].tolist(), scores)
 
 
 def answer_names(meta: dict, query: EmbeddingSet, out_dir: Path) -> tuple[list[str], list[int], Path, Path]:
@@ -161,7 +160,7 @@ def evaluate_index(
             result["tasks"][task] = m = res.metrics.to_dict()
             # how far each score could move on another draw of queries: small test sets are noisy
             m["ci95"] = {k: [round(100 * x, 2) for x in bootstrap_ci(v)]
-                         for k, v in per_query_scores(res.positions, ks).items()} if res.positions else {}
+                         for k, v in res.scores.items()} if res.positions else {}
             curves[task] = res.metrics.cmc
             first_ranks[task] = [int(p[0]) + 1 for p in res.positions or [] if len(p)]
             log.info("%s: R@1 %.2f [95%% CI %.1f-%.1f] R@5 %.2f R@10 %.2f R@top1%% %.2f AP %.2f (%d queries, gallery %d)",
