@@ -63,5 +63,6 @@ def drone_meta(root: Path, building_id: str, drone_dir: Path) -> BuildingMeta:
             "mesh": str(mesh) if mesh.is_file() else None,
             "orbit_radius": rec.get("orbit_radius"),
             "building_size": building_size(rec) if "footprint" in rec and "height" in rec else None,
+            "building_index": rec.get("index"),  # the building's `object` id in scene.ply (quality only)
         }
     return BuildingMeta(priors, intrinsics, ground_truth)

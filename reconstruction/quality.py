@@ -4,7 +4,10 @@ Ground truth (`ground_truth` of `reconstruct_scene`) is a dict:
     {"cameras": {image name: {"cam_from_world": 3x4 [R|t] (OpenCV, metres)}, ...},
      "mesh": path of the scene mesh (PLY, same frame) or None,
      "orbit_radius": metres or None (then taken from the ground-truth camera centres),
-     "building_size": metres (largest side of the building's box) or None}
+     "building_size": metres (largest side of the building's box) or None,
+     "building_index": the building's `object` id in the mesh (its `index` in buildings.json) or None}
+With a mesh, a size and an index, "geometry" holds accuracy and completeness (`cloud_quality`) of
+the sparse and the dense clouds.
 """
 from __future__ import annotations
 
@@ -61,7 +64,8 @@ def point_to_mesh_distances(points: np.ndarray, mesh_path: Path) -> np.ndarray:
     return scene.compute_distance(o3d.core.Tensor(np.asarray(points, dtype=np.float32))).numpy()
 
 
-def evaluate_against_ground_truth(rec: pycolmap.Reconstruction, gt: dict, clouds: dict[int, np.ndarray]) -> dict:
+def evaluate_against_ground_truth(rec: pycolmap.Reconstruction, gt: dict, clouds: dict[int, np.ndarray],
+                                  dense: dict[int, np.ndarray] | None = None) -> dict:
     """Camera-centre error (relative to the orbit radius) and point-to-mesh distance (relative to the building).
 
     Errors are measured after a similarity alignment of the camera centres to the ground truth (the
@@ -106,4 +110,87 @@ def evaluate_against_ground_truth(rec: pycolmap.Reconstruction, gt: dict, clouds
             "mesh_distance_rel_p90": float(np.percentile(d, 90)) if len(d) else None,
             "mesh_distance_rel_median_per_scale": per_scale,
         }
+        index = gt.get("building_index")
+        if index is not None:
+            # Accuracy / completeness of the union of the scale clouds, sparse and dense side by side.
+            geometry = {}
+            for name, cl in (("sparse", clouds), ("dense", dense)):
+                if cl is not None:
+                    xyz = np.concatenate([c for c in cl.values() if len(c)] or [np.zeros((0, 3))])
+                    geometry[name] = cloud_quality(sim3_apply(sim, xyz) if len(xyz) else xyz, Path(mesh),
+                                                   int(index), float(size))
+            out["geometry"] = geometry
+    return out
+
+
+# ---------------------------------------------------------------- cloud vs surface (accuracy, completeness)
+
+TAUS = (0.005, 0.01, 0.02)    # fractions of the building's size
+FACADE_MAX_NZ = 0.3           # faces whose normal's |z| is below this are facades (near vertical)
+
+
+def read_scene_mesh(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Triangles (n x 3 x 3, metres) and per-face object ids of the synthetic world's `meta/scene.ply`."""
+    data = Path(path).read_bytes()
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    header = data[:end].decode("ascii")
+    nv = int(header.split("element vertex ")[1].split()[0])
+    nf = int(header.split("element face ")[1].split()[0])
+    if "property int object" not in header:
+        raise ValueError(f"{path}: faces carry no `object` id (not a synthetic-world scene mesh)")
+    vdt = np.dtype([("xyz", "<f4", 3), ("rgb", "u1", 3)])
+    fdt = np.dtype([("n", "u1"), ("v", "<i4", 3), ("object", "<i4")])
+    v = np.frombuffer(data, vdt, nv, end)["xyz"]
+    f = np.frombuffer(data, fdt, nf, end + nv * vdt.itemsize)
+    return v[f["v"]].astype(np.float64), f["object"].astype(np.int64)
+
+
+def surface_samples(tris: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`n` points spread uniformly over the triangles' area, and the index of the triangle of each."""
+    rng = np.random.default_rng(seed)
+    area = 0.5 * np.linalg.norm(np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0]), axis=1)
+    face = rng.choice(len(tris), size=n, p=area / area.sum())
+    r1, r2 = rng.random(n), rng.random(n)
+    flip = r1 + r2 > 1
+    r1[flip], r2[flip] = 1 - r1[flip], 1 - r2[flip]
+    t = tris[face]
+    return t[:, 0] + r1[:, None] * (t[:, 1] - t[:, 0]) + r2[:, None] * (t[:, 2] - t[:, 0]), face
+
+
+def cloud_quality(xyz: np.ndarray, mesh_path: Path, building_index: int, building_size: float,
+                  taus: tuple[float, ...] = TAUS, n_samples: int = 20000, seed: int = 0) -> dict:
+    """Accuracy and completeness of a cloud (metres, ground-truth frame) at each tau (x building size).
+
+    accuracy: share of cloud points within tau of the scene mesh; completeness: share of points
+    sampled on the target building's faces within tau of the cloud, for all its faces and for its
+    facades alone (near-vertical faces).
+    """
+    from scipy.spatial import cKDTree
+
+    tris, obj = read_scene_mesh(mesh_path)
+    mine = tris[obj == building_index]
+    if not len(mine):
+        raise ValueError(f"{mesh_path}: no faces of building index {building_index}")
+    normals = np.cross(mine[:, 1] - mine[:, 0], mine[:, 2] - mine[:, 0])
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
+    samples, face = surface_samples(mine, n_samples, seed)
+    facade = np.abs(normals[face, 2]) < FACADE_MAX_NZ
+    xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
+    out: dict = {"points": int(len(xyz)), "building_size": float(building_size), "surface_samples": int(n_samples),
+                 "facade_share_of_surface": round(float(facade.mean()), 4),
+                 "accuracy": {}, "completeness": {}, "completeness_facades": {}}
+    if len(xyz):
+        scene = o3d.t.geometry.RaycastingScene()
+        scene.add_triangles(o3d.core.Tensor(tris.reshape(-1, 3).astype(np.float32)),
+                            o3d.core.Tensor(np.arange(len(tris) * 3, dtype=np.uint32).reshape(-1, 3)))
+        d_acc = scene.compute_distance(o3d.core.Tensor(xyz.astype(np.float32))).numpy()
+        d_comp, _ = cKDTree(xyz).query(samples, k=1, workers=-1)
+    else:
+        d_acc, d_comp = np.zeros(0), np.full(len(samples), np.inf)
+    for tau in taus:
+        lim = tau * building_size
+        key = f"{tau:g}"
+        out["accuracy"][key] = round(float((d_acc <= lim).mean()), 4) if len(d_acc) else None
+        out["completeness"][key] = round(float((d_comp <= lim).mean()), 4)
+        out["completeness_facades"][key] = round(float((d_comp[facade] <= lim).mean()), 4) if facade.any() else None
     return out
