@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import hashlib
 import json
 import os
@@ -35,6 +36,42 @@ def hash_files(paths: Iterable[Path], root: Path | None = None) -> str:
                 h.update(chunk)
         h.update(b"\1")
     return h.hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    """Content hash of one file; a symlink is digested by its target, not followed."""
+    path = Path(path)
+    h = hashlib.sha256()
+    if path.is_symlink():
+        h.update(b"link:" + os.readlink(path).encode())
+    else:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def file_digests(root: Path, exclude: Iterable[str] = (), skip_dirs: Iterable[str] = ()) -> dict[str, str]:
+    """{relative path: content digest} of every file under `root` (symlinks not followed).
+
+    `exclude` holds glob patterns of relative paths left out (logs and timings that change on every
+    run without changing what downstream stages read); `skip_dirs` names top-level dirs left out
+    (per-item dirs, whose digests are recorded in their item records). Hidden entries (temporary
+    dirs, the lock) and the stage's own records are never part of it.
+    """
+    root = Path(root)
+    exclude, skip = tuple(exclude), set(skip_dirs)
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = Path(dirpath).relative_to(root)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and not (rel_dir == Path(".") and d in skip)]
+        links = [d for d in dirnames if (Path(dirpath) / d).is_symlink()]
+        for name in sorted(filenames + links):
+            rel = (rel_dir / name).as_posix()
+            if name.startswith(".") or rel in (MANIFEST, ITEM_RECORD) or any(fnmatch.fnmatch(rel, g) for g in exclude):
+                continue
+            out[rel] = file_digest(Path(dirpath) / name)
+    return out
 
 
 def read_json(path: Path) -> dict | None:
@@ -101,12 +138,25 @@ def clear_stale_tmp(directory: Path) -> None:
             _remove(p)
 
 
+def skylink_version() -> str:
+    """The installed SkyLink version, or pyproject.toml's when run from a source tree."""
+    from importlib import metadata
+
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        return metadata.version("skylink")
+    import re
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    m = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(), re.M) if pyproject.is_file() else None
+    return m.group(1) if m else "unknown"
+
+
 def package_versions() -> dict[str, str]:
     from importlib import metadata
 
     names = ["skylink", "numpy", "torch", "pycolmap", "open3d-cpu", "open3d", "faiss-cpu", "opencv-python-headless", "trimesh"]
-    out = {}
-    for n in names:
+    out = {"skylink": skylink_version()}
+    for n in names[1:]:
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[n] = metadata.version(n)
     return out

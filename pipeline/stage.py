@@ -1,9 +1,12 @@
 """Stages as `(inputs, config) -> artifact dir` with a manifest, a cache key and per-item resume.
 
-A stage's key is the hash of its own config sections and the keys of its inputs' manifests. A
-finished stage with the same key is skipped. Per-item work (one building) is written to a temporary
-dir and renamed into place with an `item.json` record, so a killed run resumes with the items it
-had finished and never mistakes a half-written item for a finished one.
+A stage's key is the hash of its own config sections and the output digests its inputs' manifests
+record (what those stages produced, not how they were asked to produce it), so a forced upstream
+re-run that changes its outputs invalidates what reads them, and one that reproduces the same bytes
+does not. A finished stage with the same key is skipped. Per-item work (one building) is written to
+a temporary dir and renamed into place with an `item.json` record holding the digest of each file it
+wrote, so a killed run resumes with the items it had finished and never mistakes a half-written item
+for a finished one, and downstream per-item keys take in exactly the upstream item they read.
 """
 from __future__ import annotations
 
@@ -20,9 +23,11 @@ from pipeline.cache import (
     _remove,
     atomic_write_json,
     clear_stale_tmp,
+    file_digests,
     hash_json,
     package_versions,
     read_json,
+    skylink_version,
 )
 from pipeline.config import Config, section_dict
 from pipeline.log import log
@@ -47,6 +52,9 @@ class Stage:
     # True when the stage leaves its outputs untouched until it calls ctx.begin_writing() (it
     # checks its inputs first), so a run that fails early keeps the finished manifest valid.
     writes_late: bool = False
+    # Glob patterns (relative to the stage dir) of outputs left out of the stage's digest: logs,
+    # timings and resume state that change on every run without changing what downstream reads.
+    volatile: tuple[str, ...] = ()
 
 
 @dataclass
@@ -104,6 +112,21 @@ class StageContext:
         items = self.manifest(name).get("items", {})
         return sorted(k for k, v in items.items() if v.get("status") == "ok")
 
+    def item_digest(self, name: str, item_id: str, files: list[str] | None = None) -> str:
+        """Digest of what an input stage's item holds (only `files`, relative to the item dir, when
+        given), read from the digests its `item.json` recorded when the item was written; hashed
+        afresh only for an item written by a SkyLink that recorded none."""
+        item_dir = self.input(name) / item_id
+        digests = (read_json(item_dir / ITEM_RECORD) or {}).get("files")
+        if digests is None:
+            digests = file_digests(item_dir)
+        if files is not None:
+            missing = [f for f in files if f not in digests]
+            if missing:
+                raise StageError(f"{item_dir}: missing {', '.join(missing)}")
+            digests = {f: digests[f] for f in files}
+        return hash_json(digests)
+
     def run_items(self, items: dict[str, str], fn: Callable[..., dict | None], desc: str | None = None, **kwargs) -> dict[str, dict]:
         """Run `fn(item_id, out_tmp, **kwargs)` for every item whose inputs or config changed."""
         from pipeline.executors import map_items
@@ -118,7 +141,7 @@ class StageContext:
             item_key = hash_json([section_key, input_hash])
             rec = read_json(self.out / item_id / ITEM_RECORD)
             if not self.force and rec and rec.get("key") == item_key and rec.get("status") == "ok":
-                self.items[item_id] = rec
+                self.items[item_id] = rec if "digest" in rec else _add_digests(self.out / item_id, rec)
                 counts["cached"] += 1
                 continue
             if rec or item_id in previous:
@@ -166,6 +189,8 @@ def _run_one(item_id: str, item_key: str, fn: Callable[..., dict | None], out_ro
         log.debug("%s", traceback.format_exc())
         return {"status": "failed", "reason": reason.splitlines()[0], "key": item_key, "seconds": round(time.time() - t0, 3)}
     rec = {"status": "ok", "key": item_key, "seconds": round(time.time() - t0, 3)} | _jsonable(info)
+    # Digested here, once, while the files are fresh: downstream keys read these instead of rehashing.
+    rec = _add_digests(tmp, rec, write=False)
     atomic_write_json(tmp / ITEM_RECORD, rec)
     if final.exists():
         old = out_root / f".old-{item_id}-{os.getpid()}"
@@ -177,6 +202,25 @@ def _run_one(item_id: str, item_key: str, fn: Callable[..., dict | None], out_ro
     return rec
 
 
+def _add_digests(item_dir: Path, rec: dict, write: bool = True) -> dict:
+    """`rec` with the item's per-file digests (`files`) and their digest (`digest`)."""
+    files = file_digests(item_dir)
+    rec = rec | {"files": files, "digest": hash_json(files)}
+    if write:  # an item of an older SkyLink: digested once, then read like the others
+        atomic_write_json(item_dir / ITEM_RECORD, rec)
+    return rec
+
+
+def output_digest(stage: Stage, config: Config, out: Path, items: dict[str, dict]) -> str:
+    """Digest of everything a finished stage produced: its items' digests, the other files in its
+    dir (volatile ones left out) and its external fingerprint (a linked dataset folder)."""
+    return hash_json({
+        "items": {k: (v.get("digest") if v.get("status") == "ok" else "failed") for k, v in sorted(items.items())},
+        "files": file_digests(out, exclude=stage.volatile, skip_dirs=items),
+        "external": stage.fingerprint(config) if stage.fingerprint else {},
+    })
+
+
 def _jsonable(info: dict) -> dict:
     import json
 
@@ -184,6 +228,7 @@ def _jsonable(info: dict) -> dict:
 
 
 def stage_key(stage: Stage, config: Config, input_keys: dict[str, str]) -> str:
+    """`input_keys` are the inputs' output digests (`input_keys_of`)."""
     return hash_json({
         "stage": stage.name,
         "sections": {s: section_dict(config, s) for s in stage.sections},
@@ -194,13 +239,24 @@ def stage_key(stage: Stage, config: Config, input_keys: dict[str, str]) -> str:
 
 
 def input_keys_of(stage: Stage, workdir: Path) -> dict[str, str]:
+    """Each input's output digest, read from its manifest (nothing is hashed: a cached run stays fast).
+
+    A manifest of a SkyLink that recorded no digest stands for its outputs by its key, so an upgrade
+    alone recomputes nothing.
+    """
     keys = {}
     for need in stage.needs:
         m = read_json(workdir / need / MANIFEST)
         if not m or not m.get("finished"):
             raise StageError(f"stage {stage.name!r} needs {need!r}, which has not finished in {workdir}; run `skylink {need}` first")
-        keys[need] = m["key"]
+        keys[need] = m.get("digest") or m["key"]
     return keys
+
+
+def built_by_other_version(manifest: dict) -> str | None:
+    """The SkyLink version that built a manifest when it is not this one (None when it is)."""
+    built = (manifest.get("versions") or {}).get("skylink") or "unknown"
+    return None if built == skylink_version() else built
 
 
 def is_cached(stage: Stage, config: Config, workdir: Path) -> bool:
@@ -221,6 +277,10 @@ def run_stage(stage: Stage, config: Config, workdir: Path, force: bool = False) 
     old = read_json(out / MANIFEST)
     if not force and old and old.get("finished") and old.get("key") == key:
         log.info("%s: cached (key %s)", stage.name, key)
+        other = built_by_other_version(old)
+        if other:  # a warning only: the user decides whether to --force it
+            log.warning("%s: cached by SkyLink %s (this is %s); its outputs are kept, use --force %s to rebuild them",
+                        stage.name, other, skylink_version(), stage.name)
         return old
     out.mkdir(parents=True, exist_ok=True)
     clear_stale_tmp(out)
@@ -238,11 +298,12 @@ def run_stage(stage: Stage, config: Config, workdir: Path, force: bool = False) 
     manifest = {
         "stage": stage.name,
         "key": key,
+        "digest": output_digest(stage, config, out, ctx.items),
         "config_hash": hash_json({s: section_dict(config, s) for s in stage.sections}),
         "config": {s: section_dict(config, s) for s in stage.sections},
         "inputs": input_keys,
         "versions": package_versions(),
-        "items": {k: {kk: vv for kk, vv in v.items() if kk != "key"} for k, v in sorted(ctx.items.items())},
+        "items": {k: {kk: vv for kk, vv in v.items() if kk not in ("key", "files")} for k, v in sorted(ctx.items.items())},
         "counts": ctx.counts,
         "timings": {"seconds": round(seconds, 3)},
         "summary": _jsonable(summary),

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from pipeline.cache import MANIFEST, read_json
+from pipeline.cache import MANIFEST, read_json, skylink_version
 from pipeline.config import ReportConfig
 from pipeline.log import log
 from pipeline.report import plots
@@ -117,7 +117,7 @@ def _pct(x: float | None, digits: int = 1) -> str | None:
 # --- overview --------------------------------------------------------------------------------------
 
 def overview(ctx: ReportContext) -> str:
-    rows = []
+    rows, other_version = [], []
     for stage in UPSTREAM:
         m = read_json(ctx.workdir / stage / MANIFEST)
         if m is None:
@@ -126,8 +126,12 @@ def overview(ctx: ReportContext) -> str:
         counts = m.get("counts") or {}
         rows.append({
             "stage": stage,
+        built_by = (m.get("versions") or {}).get("skylink") or "unknown"
+        if built_by != skylink_version():
+            other_version.append(f"{stage} ({built_by})")
             "status": "finished" if m.get("finished") else "unfinished",
             "finished_at": str(m.get("finished_at") or "").replace("T", " ") or None,
+            "version": built_by,
             "seconds": (m.get("timings") or {}).get("seconds"),
             "ok": counts.get("ok"), "failed": counts.get("failed"), "cached": counts.get("cached"),
             "summary": _short_summary(m.get("summary") or {}),
@@ -135,8 +139,12 @@ def overview(ctx: ReportContext) -> str:
         })
     cols = [Col("stage", "stage", text=True), Col("status", "status", text=True), Col("finished", "finished_at", text=True),
             Col("seconds", "seconds", digits=1), Col("items ok", "ok"), Col("failed", "failed"), Col("cached", "cached"),
-            Col("summary", "summary", text=True)]
-    return table(rows, nonempty(cols, rows, keep=("stage", "status")), row_class="cls")
+            Col("summary", "summary", text=True), Col("SkyLink", "version", text=True)]
+    html = table(rows, nonempty(cols, rows, keep=("stage", "status")), row_class="cls")
+    if other_version:  # kept as they are (a cache is never rebuilt on its own); the reader should know
+        html = note(f"Built by another SkyLink version than this one ({skylink_version()}): "
+                    f"{', '.join(other_version)}. Re-run them with --force to rebuild.") + html
+    return html
 
 
 def _short_summary(summary: dict, n: int = 5) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from pipeline.cache import hash_files
 from pipeline.stage import Stage, StageContext, StageError
 from reconstruction.config import RenderConfig
 from reconstruction.render import render_building
@@ -33,7 +32,8 @@ def run(ctx: StageContext) -> dict:
         if missing:
             raise StageError(f"{scenes / b}: missing {', '.join(missing)} (render.scales = {list(cfg.scales)})")
         # The clouds are all rendering reads; the COLMAP model and quality.json do not change the views.
-        items[b] = hash_files(plys, root=scenes)
+        # Their digests were recorded when reconstruct wrote the item: nothing is rehashed here.
+        items[b] = ctx.item_digest("reconstruct", b, [p.name for p in plys])
     statuses = ctx.run_items(items, render_one, desc="render", scenes=str(scenes), cfg=dataclasses.asdict(cfg))
     ok = {b: r for b, r in statuses.items() if r.get("status") == "ok"}
     summary: dict = {"buildings": len(items), "ok": len(ok), "views": cfg.n_views, "image_size": cfg.image_size,

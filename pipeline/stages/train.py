@@ -54,7 +54,13 @@ def run(ctx: StageContext) -> dict:
         raise StageError(f"{tree}: dataset tree missing; run the data stage")
     renders = _input_or_none(ctx, "render", cfg.use_3d)
     grem = _input_or_none(ctx, "enhance", cfg.use_grem)
-    resume = not ctx.force
+    # Checkpoints resume only a run on the same inputs: the trainer's own check sees paths, not what
+    # the renders and GREM lists hold, so a rebuilt upstream must start afresh (the marker is hidden:
+    # it is not part of the stage's output digest).
+    marker = ctx.out / ".inputs-key"
+    resume = not ctx.force and marker.is_file() and marker.read_text().strip() == ctx.key
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    marker.write_text(ctx.key + "\n")
     if cfg.nproc_per_node > 1:
         final = _torchrun(ctx, tree, renders, grem, resume)
     else:
@@ -68,3 +74,5 @@ def run(ctx: StageContext) -> dict:
 
 STAGE = Stage(name="train", sections=("train",), needs=("data", "render", "enhance"), run=run,
               help="train the Siamese PAFA network aligned against the 3D renders")
+              # resume state, logs and the feature cache: the final model.pt is what later stages read
+              volatile=("checkpoints/*", "tb/*", "render_features/*"),
