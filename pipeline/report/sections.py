@@ -124,14 +124,14 @@ def overview(ctx: ReportContext) -> str:
             rows.append({"stage": stage, "status": "not run", "cls": "failed"})
             continue
         counts = m.get("counts") or {}
-        rows.append({
-            "stage": stage,
         built_by = (m.get("versions") or {}).get("skylink") or "unknown"
         if built_by != skylink_version():
             other_version.append(f"{stage} ({built_by})")
+        rows.append({
+            "stage": stage,
+            "version": built_by,
             "status": "finished" if m.get("finished") else "unfinished",
             "finished_at": str(m.get("finished_at") or "").replace("T", " ") or None,
-            "version": built_by,
             "seconds": (m.get("timings") or {}).get("seconds"),
             "ok": counts.get("ok"), "failed": counts.get("failed"), "cached": counts.get("cached"),
             "summary": _short_summary(m.get("summary") or {}),

@@ -73,6 +73,6 @@ def run(ctx: StageContext) -> dict:
 
 
 STAGE = Stage(name="train", sections=("train",), needs=("data", "render", "enhance"), run=run,
-              help="train the Siamese PAFA network aligned against the 3D renders")
               # resume state, logs and the feature cache: the final model.pt is what later stages read
               volatile=("checkpoints/*", "tb/*", "render_features/*"),
+              help="train the Siamese PAFA network aligned against the 3D renders")
