@@ -94,21 +94,28 @@ def evaluate_task(
     return TaskResult(task, metrics, query, gallery, top, agreement, ranking.positions, scores["AP"].tolist(), scores)
 
 
-def answer_names(meta: dict, query: EmbeddingSet, out_dir: Path) -> tuple[list[str], list[int], Path, Path]:
+def answer_names(meta: dict, query: EmbeddingSet, out_dir: Path,
+                 workdir: Path | None = None) -> tuple[list[str], list[int], Path, Path]:
     """Query names in the challenge order, the matching rows of the query set, the order file and the query folder.
 
     With a `query_street_name.txt` in the tree its order is used; otherwise one is generated from the
-    query set's order (names relative to the query folder) and written into `out_dir`.
+    query set's order (names relative to the query folder) and written into `out_dir`. Relative paths
+    in `meta` are read against `workdir` (default: `out_dir`'s parent).
     """
+    from retrieval.paths import existing_path, recorded_path
     from retrieval.submission import QUERY_ORDER, SubmissionError, generate_query_order, read_query_order
 
-    root = Path(meta["root"])
+    workdir = Path(workdir) if workdir is not None else Path(out_dir).parent
+    try:  # without the query images there is no answer to check, but the metrics stand
+        root = existing_path(meta["root"], workdir, "data root of the index")
+    except FileNotFoundError as e:
+        raise SubmissionError(str(e)) from None
     # names are relative to the data root; the challenge names queries relative to the query folder
     prefix = Path(query.names[0]).parent if meta["layout"] == "uavm" else Path("test") / "query_street"
     folder = root / prefix
     rel = [Path(n).relative_to(prefix).as_posix() for n in query.names]
     if meta.get("query_order"):
-        order_file = Path(meta["query_order"])
+        order_file = recorded_path(meta["query_order"], workdir)
         names = read_query_order(order_file)
         lookup: dict[str, int] = {}
         for i, r in enumerate(rel):
@@ -134,15 +141,20 @@ def evaluate_index(
     device: str = "cpu",
     index_device: str = "auto",
     write_answer: bool = True,
+    workdir: Path | None = None,
 ) -> dict:
     """Evaluate every task whose sets the index dir holds; write metrics.json, ranks CSVs, plots, answer.
 
+    Paths are recorded relative to `workdir` (default: `out_dir`'s parent) when inside it, and
+    relative paths of the index are read against it (retrieval.paths).
     Returns the metrics dict (also written to `out_dir/metrics.json`).
     """
+    from retrieval.paths import record_path
     from retrieval.plots import plot_rank_histogram, plot_recall_curve
     from retrieval.submission import SubmissionError, export_answer
 
     index_dir, out_dir = Path(index_dir), Path(out_dir)
+    workdir = Path(workdir) if workdir is not None else out_dir.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = read_index_meta(index_dir)
     result: dict = {"layout": meta["layout"], "tasks": {}, "faiss": {}, "files": {}}
@@ -176,7 +188,7 @@ def evaluate_index(
         result["files"]["rank_histogram"] = plot_rank_histogram(first_ranks, out_dir / "rank_histogram.png").name
     if write_answer and street is not None:
         try:
-            names, rows, order_file, folder = answer_names(meta, street.query, out_dir)
+            names, rows, order_file, folder = answer_names(meta, street.query, out_dir, workdir)
             ranked = [[street.gallery.names[j] for j in street.top[r] if j >= 0] for r in rows]
             gallery_names = [Path(n).name for n in street.gallery.names]
             zip_path = export_answer(names, [[Path(g).name for g in row] for row in ranked], out_dir / "answer.zip",
@@ -185,7 +197,7 @@ def evaluate_index(
 
             with zipfile.ZipFile(zip_path) as zf:
                 (out_dir / "answer.txt").write_bytes(zf.read("answer.txt"))
-            result["answer"] = {"written": True, "queries": len(names), "query_order": str(order_file)}
+            result["answer"] = {"written": True, "queries": len(names), "query_order": record_path(order_file, workdir)}
             result["files"]["answer"] = "answer.zip"
         except SubmissionError as e:
             log.warning("answer.zip not written: %s", e)

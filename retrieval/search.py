@@ -279,20 +279,26 @@ def index_tree(
     ef_construction: int = 200,
     ef_search: int = 128,
     progress: bool = True,
+    workdir: Path | None = None,
 ) -> dict:
     """Embed every test set of `tree` with `model`, write the sets and a faiss index per gallery into `out`.
 
-    Returns the content of `out/index.json`: layout, data root, query order file, and per set its
+    Returns the content of `out/index.json`: layout, data root, query order file (relative to
+    `workdir`, by default `out`'s parent, when inside it; see retrieval.paths), and per set its
     size, dimension and branch, per gallery its index kind and file.
     """
     from retrieval.embed import embed_paths
 
+    from retrieval.paths import record_path
+
     tree, out = Path(tree), Path(out)
+    workdir = Path(workdir) if workdir is not None else out.parent
     layout, sets, order = collect_sets(tree)
     if "query_street" not in sets or "gallery_satellite" not in sets:
         raise ValueError(f"{tree}: no test/query_street and test/gallery_satellite images to index")
-    meta: dict = {"layout": layout, "root": str(tree.resolve()), "query_order": str(order) if order else None,
-                  "sets": {}, "indexes": {}}
+    # paths inside the work dir are kept relative to it, so a moved or copied work dir still reads
+    meta: dict = {"layout": layout, "root": record_path(tree, workdir),
+                  "query_order": record_path(order, workdir) if order else None, "sets": {}, "indexes": {}}
     for name, items in sets.items():
         branch = SETS[name]
         t0 = time.time()

@@ -208,15 +208,19 @@ def generate_query_order(names: Sequence[str], out: Path) -> Path:
     return out
 
 
-def export_from_evaluation(evaluate_dir: Path, out: Path) -> Path:
+def export_from_evaluation(evaluate_dir: Path, out: Path, workdir: Path | None = None) -> Path:
     """Re-check the answer of an `evaluate` stage dir and write it as `out` (a .zip path, or a folder for answer.zip).
 
     Refuses with the evaluation's reason when it could not write an answer (e.g. a gallery under ten
     images), and when `answer.txt` does not have one line of ten names per query of the order file.
+    The recorded order file is read against `workdir` (default: `evaluate_dir`'s parent).
     """
     import json
 
+    from retrieval.paths import recorded_path
+
     evaluate_dir, out = Path(evaluate_dir), Path(out)
+    workdir = Path(workdir) if workdir is not None else evaluate_dir.parent
     metrics_file = evaluate_dir / "metrics.json"
     if not metrics_file.is_file():
         raise SubmissionError(f"{metrics_file}: not found (run the evaluate stage first)")
@@ -224,7 +228,7 @@ def export_from_evaluation(evaluate_dir: Path, out: Path) -> Path:
     if not info.get("written"):
         raise SubmissionError(f"{evaluate_dir}: the evaluation wrote no answer: {info.get('reason', 'answer disabled (evaluate.answer)')}")
     rows = read_answer(evaluate_dir / "answer.txt")
-    names = read_query_order(Path(info["query_order"]))
+    names = read_query_order(recorded_path(info["query_order"], workdir))
     if len(rows) != len(names):
         raise SubmissionError(f"{evaluate_dir / 'answer.txt'}: {len(rows)} lines but {len(names)} queries in {info['query_order']}")
     if out.suffix.lower() != ".zip":

@@ -94,13 +94,15 @@ class ReportContext:
 
     def data_root(self) -> Path | None:
         """The dataset tree the upstream stages read (names in the evaluate CSVs are relative to it)."""
+        from retrieval.paths import recorded_path
+
         cands = []
         m = read_json(self.workdir / "data" / MANIFEST) or {}
         if (m.get("summary") or {}).get("root"):
-            cands.append(Path(m["summary"]["root"]))
+            cands.append(recorded_path(m["summary"]["root"], self.workdir))
         meta = read_json(self.workdir / "index" / "index.json") or {}
         if meta.get("root"):
-            cands.append(Path(meta["root"]))
+            cands.append(recorded_path(meta["root"], self.workdir))
         cands.append(self.workdir / "data" / "tree")
         return next((p for p in cands if p.is_dir()), None)
 

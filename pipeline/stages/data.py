@@ -7,6 +7,7 @@ from pathlib import Path
 from pipeline.cache import _remove, atomic_write_json, hash_json
 from pipeline.stage import Stage, StageContext, StageError
 from retrieval.dataset import format_table, read_tree, summary_table, validate_tree
+from retrieval.paths import record_path
 
 
 def tree_fingerprint(root: Path) -> str:
@@ -64,10 +65,12 @@ def run(ctx: StageContext) -> dict:
             _remove(tree)
         os.replace(link, tree)
     records = read_tree(tree)
-    atomic_write_json(ctx.out / "index.json", {"root": str(tree.resolve()), "images": [r.to_json(tree) for r in records]})
+    # The generated tree is recorded as `data/tree` (work-dir relative), a given folder by its absolute path.
+    root = record_path(tree.resolve(), ctx.workdir)
+    atomic_write_json(ctx.out / "index.json", {"root": root, "images": [r.to_json(tree) for r in records]})
     rows = summary_table(records)
     ctx.log.info("dataset:\n%s", format_table(rows))
-    return {"images": len(records), "table": rows, "root": str(tree.resolve())}
+    return {"images": len(records), "table": rows, "root": root}
 
 
 def fingerprint(config) -> dict:

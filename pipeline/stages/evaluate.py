@@ -12,7 +12,8 @@ def run(ctx: StageContext) -> dict:
     cfg = ctx.section
     device = str(resolve_device(cfg.device))
     res = evaluate_index(ctx.input("index"), ctx.out, ks=cfg.ks, top_k=cfg.top_k, curve_max_k=cfg.curve_max_k,
-                         device=device, index_device=ctx.config.index.device, write_answer=cfg.answer)
+                         device=device, index_device=ctx.config.index.device, write_answer=cfg.answer,
+                         workdir=ctx.workdir)
     return {"tasks": res["tasks"], "answer": res.get("answer"), "faiss": res["faiss"]}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.stage import Stage, StageContext, StageError
+from retrieval.paths import record_path
 from retrieval.search import INDEX_META, read_index_meta
 
 
@@ -26,7 +27,10 @@ def run(ctx: StageContext) -> dict:
     from retrieval.search import index_tree
 
     cfg = ctx.section
-    tree = (ctx.input("data") / "tree").resolve()
+    # not resolved: WORKDIR/data/tree is recorded as `data/tree` and found again after a move
+    tree = ctx.input("data") / "tree"
+    if not tree.is_dir():
+        raise StageError(f"{tree}: dataset tree missing; run the data stage (or data.root was moved)")
     ckpt = find_checkpoint(ctx.input("train"), cfg.checkpoint)
     device = str(resolve_device(cfg.device))
     model, train_cfg = load_checkpoint(ckpt, device)
@@ -36,7 +40,7 @@ def run(ctx: StageContext) -> dict:
     meta = index_tree(model, tree, out, kind=cfg.kind, image_size=image_size, batch_size=cfg.batch_size,
                       device=device, index_device=cfg.device, auto_threshold=cfg.auto_threshold, nlist=cfg.nlist,
                       nprobe=cfg.nprobe, hnsw_m=cfg.hnsw_m, ef_construction=cfg.ef_construction,
-                      ef_search=cfg.ef_search)
+                      ef_search=cfg.ef_search, workdir=ctx.workdir)
     # Sets of an earlier run that this tree no longer has must not be picked up downstream.
     keep = {INDEX_META} | {f"{s}.npy" for s in meta["sets"]} | {f"{s}.json" for s in meta["sets"]} \
         | {v["file"] for v in meta["indexes"].values()}
@@ -44,7 +48,7 @@ def run(ctx: StageContext) -> dict:
         if p.is_file() and p.suffix in (".npy", ".json", ".faiss") and p.name not in keep and p.name != "manifest.json":
             p.unlink()
     read_index_meta(out)
-    return {"checkpoint": str(ckpt), "image_size": image_size, "layout": meta["layout"],
+    return {"checkpoint": record_path(ckpt, ctx.workdir), "image_size": image_size, "layout": meta["layout"],
             "sets": meta["sets"], "indexes": meta["indexes"]}
 
 

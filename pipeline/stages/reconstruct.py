@@ -6,19 +6,22 @@ import dataclasses
 import os
 from pathlib import Path
 
-from pipeline.cache import hash_files, hash_json
+from pipeline.cache import atomic_write_json, hash_files, hash_json, read_json
 from pipeline.stage import Stage, StageContext, StageError
 from reconstruction.config import ReconstructConfig
 from reconstruction.meta import drone_meta
 from reconstruction.scene import reconstruct_scene
 from reconstruction.sfm import list_images
+from retrieval.paths import record_path
 
 
-def reconstruct_one(item_id: str, out: Path, tree: str, cfg: dict, threads: int = -1) -> dict:
+def reconstruct_one(item_id: str, out: Path, tree: str, cfg: dict, threads: int = -1,
+                    workdir: str | None = None) -> dict:
     """Reconstruct one building into `out` (module-level so process pools and Ray can pickle it).
 
     `threads` shares the cores among parallel workers; it is not part of the config (and so of the
-    cache key) because it does not change what is computed.
+    cache key) because it does not change what is computed. With `workdir`, quality.json names the
+    images relative to it when they lie inside it (the generated world), so the work dir can move.
     """
     root = Path(tree)
     drone = root / "train" / "drone" / item_id
@@ -29,6 +32,9 @@ def reconstruct_one(item_id: str, out: Path, tree: str, cfg: dict, threads: int 
     q = reconstruct_scene(drone, out, rcfg,
                           position_priors=meta.priors or None, intrinsics=meta.intrinsics or None,
                           ground_truth=meta.ground_truth)
+    if workdir and (out / "quality.json").is_file():
+        quality = read_json(out / "quality.json") or {}
+        atomic_write_json(out / "quality.json", quality | {"images": record_path(drone, workdir)})
     summary = {
         "registered": q["registered"], "total": q["total"], "skipped": sorted(q["skipped"]),
         "mean_reprojection_error": round(q["mean_reprojection_error"], 4),
@@ -63,7 +69,7 @@ def run(ctx: StageContext) -> dict:
     # A local pool splits this machine's cores; Ray workers run on their own machines.
     threads = max(1, (os.cpu_count() or 1) // ctx.workers) if ctx.executor == "local" and ctx.workers > 1 else -1
     statuses = ctx.run_items(items, reconstruct_one, desc="reconstruct", tree=str(tree), cfg=dataclasses.asdict(cfg),
-                             threads=threads)
+                             threads=threads, workdir=str(ctx.workdir.resolve()))
     ok = {b: r for b, r in statuses.items() if r.get("status") == "ok"}
     summary: dict = {
         "buildings": len(items), "ok": len(ok), "failed": {b: r.get("reason") for b, r in statuses.items() if r.get("status") != "ok"},

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from pipeline.stage import Stage, StageContext, StageError
+from retrieval.paths import record_path
 from retrieval.train import FINAL, HISTORY, train
 
 
@@ -67,7 +68,7 @@ def run(ctx: StageContext) -> dict:
         final = train(tree, ctx.out, cfg, renders=renders, grem=grem, resume=resume)
     history = json.loads((ctx.out / HISTORY).read_text()) if (ctx.out / HISTORY).is_file() else []
     last = history[-1] if history else {}
-    return {"checkpoint": str(final.relative_to(ctx.out)), "epochs": len(history),
+    return {"checkpoint": record_path(final, ctx.workdir), "epochs": len(history),
             "loss": last.get("loss_total"), "temperature": last.get("temperature"),
             "val_r1": last.get("val_r1"), "images_per_s": last.get("images_per_s"), "threads": last.get("threads")}
 
