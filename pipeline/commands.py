@@ -10,6 +10,7 @@ from pipeline.config import Config
 from pipeline.log import log
 from pipeline.stage import StageError, run_stage
 from pipeline.stages import ORDER, get_stage, upstream
+from pipeline.summary import StageRun, run_summary
 
 
 def validate(root: Path, decode: bool = True) -> int:
@@ -34,15 +35,21 @@ def synth(cfg: Config, out: Path, preview: bool) -> int:
     return 0
 
 
-def _run_stages(cfg: Config, workdir: Path, names: list[str], force: set[str]) -> dict[str, dict]:
+def _run_stages(cfg: Config, workdir: Path, names: list[str], force: set[str],
+                runs: list[StageRun] | None = None) -> dict[str, dict]:
+    """Run `names` in order; with `runs`, append how each went (cached or computed, seconds)."""
     manifests = {}
     forced = False
     with workdir_lock(workdir):
         for name in names:
             forced = forced or name in force  # a forced stage recomputes those after it too
+            before = read_json(workdir / name / MANIFEST)
             t0 = time.time()
             manifests[name] = run_stage(get_stage(name), cfg, workdir, force=forced and name in force)
-            _print_summary(name, manifests[name], time.time() - t0)
+            seconds = time.time() - t0
+            _print_summary(name, manifests[name], seconds)
+            if runs is not None:  # a cached stage hands back its manifest untouched
+                runs.append(StageRun(name, cached=manifests[name] == before, seconds=seconds))
     return manifests
 
 
@@ -62,25 +69,10 @@ def run_pipeline(cfg: Config, workdir: Path, until: str = "report", force: list[
     for f in force or []:
         if f not in ORDER:
             raise StageError(f"--force {f!r}: unknown stage")
-    _run_stages(cfg, workdir, names, set(force or []))
-    metrics = workdir / "evaluate" / "metrics.json"
-    if metrics.exists() and "evaluate" in names:
-        print_metrics(read_json(metrics) or {})
-    report = workdir / "report" / "index.html"
-    if report.exists() and "report" in names:
-        print(f"report: {report.resolve()}")
+    runs: list[StageRun] = []
+    _run_stages(cfg, workdir, names, set(force or []), runs)
+    print(run_summary(workdir, runs, title=f"SkyLink {cfg.name}"))
     return 0
-
-
-def print_metrics(metrics: dict) -> None:
-    rows = []
-    for task, m in metrics.get("tasks", metrics).items():
-        if isinstance(m, dict) and "R@1" in m:
-            ci = (m.get("ci95") or {}).get("R@1")
-            rows.append(f"{task:<22} " + "  ".join(f"{k} {m[k]:6.2f}" for k in ("R@1", "R@5", "R@10", "R@top1%", "AP") if k in m)
-                        + (f"  (R@1 95% CI {ci[0]:.1f}-{ci[1]:.1f})" if ci else ""))
-    if rows:
-        print("\n".join(["metrics (%)", *rows]))
 
 
 def run_one_stage(cfg: Config, workdir: Path, name: str, force: bool = False) -> int:
