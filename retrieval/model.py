@@ -29,12 +29,14 @@ class SkyLinkModel(nn.Module):
         super().__init__()
         pretrained = cfg.pretrained if pretrained is None else pretrained
         self.backbone = load_backbone(cfg.backbone, pretrained=pretrained, feature_stride=cfg.feature_stride,
-                                      drop_connect_rate=cfg.drop_connect_rate, weights=cfg.backbone_weights)
+                                      drop_connect_rate=cfg.drop_connect_rate, weights=cfg.backbone_weights,
+                                      bn_momentum=cfg.bn_momentum)
         self.backbone.freeze(cfg.freeze_stages)
         self.head = build_head(cfg.head, self.backbone.out_channels, proj_channels=cfg.pafa_proj_channels,
                                grid=cfg.pafa_grid, depth=cfg.pafa_depth, mlp_ratio=cfg.pafa_mlp_ratio,
                                out_channels=cfg.pafa_out_channels, out_rows=cfg.pafa_out_rows, gem_p=cfg.gem_p)
         self.dim = int(self.head.dim)
+        self.image_size, self.satellite_image_size = int(cfg.image_size), int(cfg.satellite_image_size)
         self.adapter3d: MultiScaleAdapter | None = None
         if cfg.use_3d:
             self.adapter3d = MultiScaleAdapter(len(cfg.scales), len(cfg.render_modalities), cfg.render_feature_dim,
@@ -44,8 +46,13 @@ class SkyLinkModel(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature_init)),
                                         requires_grad=cfg.learn_temperature)
 
+    def branch_image_size(self, branch: str, default: int | tuple[int, int]) -> int | tuple[int, int]:
+        """The input size of a branch: satellite tiles keep their own size when trained with one."""
+        return self.satellite_image_size if branch == "satellite" and self.satellite_image_size > 0 else default
+
     def embed(self, images: torch.Tensor, branch: str = "street") -> torch.Tensor:
-        """ImageNet-normalised B x 3 x H x W -> L2-normalised B x dim descriptors."""
+        """Pixels B x 3 x H x W (uint8, or float in [0, 1]; the backbone normalises them) -> L2-normalised
+        B x dim descriptors."""
         if branch not in BRANCHES:
             raise ValueError(f"unknown branch {branch!r} (one of {BRANCHES})")
         return self.head(self.backbone(images))
@@ -56,11 +63,18 @@ class SkyLinkModel(nn.Module):
             raise RuntimeError("this model was built with use_3d=False")
         return self.adapter3d(feats, mask)[0]
 
-    def forward(self, images: torch.Tensor, feats3d: torch.Tensor | None = None,
+    def forward(self, images: torch.Tensor | list[torch.Tensor], feats3d: torch.Tensor | None = None,
                 mask3d: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Training entry point (what DDP wraps): 2D embeddings, 3D embeddings (or None) and the logit
-        scale, so that every trained parameter, the temperature included, is used inside forward."""
-        emb = self.head(self.backbone(images))
+        scale, so that every trained parameter, the temperature included, is used inside forward.
+
+        `images` is one pixel tensor or a list of them (e.g. street crops and satellite tiles of
+        different sizes); groups of one size share a backbone pass, the embeddings come back in order."""
+        groups = [images] if isinstance(images, torch.Tensor) else list(images)
+        if len({tuple(g.shape[-2:]) for g in groups}) == 1:
+            emb = self.head(self.backbone(torch.cat(groups) if len(groups) > 1 else groups[0]))
+        else:
+            emb = torch.cat([self.head(self.backbone(g)) for g in groups])
         emb3d = self.embed_3d(feats3d, mask3d) if feats3d is not None and self.adapter3d is not None else None
         return emb, emb3d, self.temperature_scale()
 

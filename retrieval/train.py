@@ -30,12 +30,28 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from .augment import AugmentParams
-from .backbone import normalize, resolve_device
+from .backbone import resolve_device
 from .config import TrainConfig
 from .losses import LossWeights, skylink_loss
 from .model import SkyLinkModel, config_from_dict
-from .train_data import (FEATURES_DIR, Building, ImageCache, TrainBatches, cache_render_features,
-                         collect_buildings, eval_images, plan_batches, split_validation)
+from .sampling import (
+    BatchPlanner,
+    Neighbours,
+    batch_stats,
+    embed_for_similarity,
+    read_positions,
+    similarity_neighbours,
+)
+from .train_data import (
+    FEATURES_DIR,
+    Building,
+    ImageCache,
+    TrainBatches,
+    cache_render_features,
+    collect_buildings,
+    eval_images,
+    split_validation,
+)
 
 logger = logging.getLogger("skylink")
 
@@ -173,7 +189,8 @@ def validation_recall(model: SkyLinkModel, buildings: dict[str, Building], val_i
         return None
     model.eval()
     ids = sorted(buildings)
-    gallery = torch.cat([model.embed(eval_images([buildings[b].satellite for b in ids[i:i + 32]], image_size, cache)
+    sat_size = model.branch_image_size("satellite", image_size)
+    gallery = torch.cat([model.embed(eval_images([buildings[b].satellite for b in ids[i:i + 32]], sat_size, cache)
                                      .to(device), "satellite") for i in range(0, len(ids), 32)])
     q_paths = [(b, p) for b in val_ids for p in buildings[b].street]
     queries = torch.cat([model.embed(eval_images([p for _, p in q_paths[i:i + 32]], image_size, cache).to(device), "street")
@@ -203,6 +220,157 @@ def train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None 
         torch.set_num_threads(threads)
 
 
+def _render_features(cfg: TrainConfig, renders: Path | None, train_ids: list[str], out: Path, dd: Dist,
+                     device: torch.device) -> dict[str, Path]:
+    """Building id -> cached frozen-encoder features of its renders (rank 0 writes, the others read);
+    switches the 3D bridge off when no train building has renders."""
+    if not cfg.use_3d:
+        return {}
+    feat_dir = out / FEATURES_DIR
+    features: dict[str, Path] = {}
+    if dd.main:
+        features = cache_render_features(Path(renders), train_ids, feat_dir, scales=tuple(cfg.scales),
+                                         modalities=tuple(cfg.render_modalities),
+                                         image_size=cfg.render_image_size, encoder_name=cfg.render_encoder,
+                                         height_range_m=cfg.render_height_range_m, device=str(device))
+    dd.barrier()
+    if not dd.main:
+        features = {b: feat_dir / f"{b}.npy" for b in train_ids if (feat_dir / f"{b}.npy").is_file()}
+    if not features:
+        logger.warning("%s: no rendered views for any train building: training without the 3D bridge", renders)
+        cfg.use_3d = False
+    else:
+        cfg.render_feature_dim = int(np.load(next(iter(features.values())), mmap_mode="r").shape[-1])
+        logger.info("3D bridge: cached render features for %d/%d train buildings", len(features), len(train_ids))
+    return features
+
+
+def _planner(cfg: TrainConfig, data_root: Path, train_ids: list[str], flown: set[str]) -> BatchPlanner:
+    """The batch sampler of this run; positions for neighbour sampling come from an optional file of the
+    dataset (never from the synthetic world's ground truth)."""
+    positions = None
+    if cfg.neighbour_sampling and cfg.positions_file:
+        path = Path(cfg.positions_file)
+        path = path if path.is_absolute() else data_root / path
+        if path.is_file():
+            positions = read_positions(path)
+            logger.info("hard negatives: positions of %d buildings from %s", len(positions), path)
+        else:
+            logger.info("hard negatives: no %s: neighbour sampling skipped", path)
+    return BatchPlanner(train_ids, cfg.batch_size, cfg.samples_per_building, cfg.seed, flown=flown,
+                        flown_per_batch=cfg.flown_per_batch, positions=positions,
+                        similarity=cfg.similarity_sampling, similarity_start_epoch=cfg.similarity_start_epoch,
+                        group=cfg.hard_negative_group, pool=cfg.hard_negative_pool)
+
+
+@torch.no_grad()
+def _similarity_neighbours(model: SkyLinkModel, buildings: dict[str, Building], ids: list[str], cfg: TrainConfig,
+                           device: torch.device, cache: ImageCache, dd: Dist) -> Neighbours:
+    """Dynamic similarity sampling: each building's most confusable others under the current model
+    (rank 0 computes, every rank gets the same lists so that they cut the same batches)."""
+    nb: list = [None]
+    if dd.main:
+        model.eval()
+
+        def embed(paths: list[Path], branch: str) -> torch.Tensor:
+            size = model.branch_image_size(branch, cfg.image_size)
+            return model.embed(eval_images(paths, size, cache).to(device), branch)
+
+        street, sat = embed_for_similarity(embed, ids, [buildings[b].street[0] for b in ids],
+                                           [buildings[b].satellite for b in ids])
+        nb[0] = similarity_neighbours(ids, street, sat, cfg.hard_negative_pool)
+        model.train()
+    if dd.world > 1:
+        dist.broadcast_object_list(nb, src=0)
+    return nb[0]
+
+
+@dataclasses.dataclass
+class StepTools:
+    """What each training step needs besides the model, the batch and the optimizer."""
+    weights: LossWeights
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    use_amp: bool
+    amp_dtype: torch.dtype
+    grad_clip: float
+    dd: Dist
+    writer: Any = None
+
+
+def train_one_epoch(model: torch.nn.Module, loader: Any, optimizer: torch.optim.Optimizer, tools: StepTools, *,
+                    epoch: int, epochs: int, global_step: int, last_ckpt: Path | None,
+                    progress: bool = True) -> tuple[dict[str, float], int]:
+    """One pass over the epoch's batches: forward street, satellite (and their second views) and the 3D
+    features, skylink_loss, step. Returns the mean loss parts, images/s and the new global step."""
+    base = _unwrap(model)
+    sums: dict[str, float] = {}
+    n_images, n_steps, t0 = 0, 0, time.time()
+    bar = tqdm(loader, desc=f"train {epoch + 1}/{epochs}", disable=not (progress and tools.dd.main), unit="step",
+               leave=False)
+    for step, batch in enumerate(bar):
+        two_views = "street2" in batch
+        views = ["street", "satellite"] + (["street2", "satellite2"] if two_views else [])
+        n = len(batch["ids"])
+        # uint8 pixels go to the device as they are: the backbone normalises them (its own mean/std)
+        images = [batch[v].to(tools.device, non_blocking=True) for v in views]
+        feats = mask = None
+        if "feats3d" in batch:
+            feats = batch["feats3d"].to(tools.device)
+            mask = batch["mask3d"].to(tools.device)
+            if two_views:
+                feats = torch.cat([feats, feats])
+                mask = torch.cat([mask, batch["mask3d_2"].to(tools.device)])
+        autocast = torch.autocast("cuda", dtype=tools.amp_dtype) if tools.use_amp else nullcontext()
+        with autocast:
+            emb2d, emb3d, scale = model(images, feats, mask)
+        emb = {v: e for v, e in zip(views, emb2d.float().split(n))}
+        has_3d = None
+        if emb3d is not None:
+            parts3d = emb3d.float().split(n)
+            emb["threed"] = parts3d[0]
+            if two_views:
+                emb["threed2"] = parts3d[1]
+            has_3d = batch["has_3d"].to(tools.device)
+        loss, parts = skylink_loss(emb, scale.float(), tools.weights, has_3d)
+        finite = torch.isfinite(loss.detach()).float()
+        if tools.dd.world > 1:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if finite.item() < 1:
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1} (global step "
+                f"{global_step + 1}); training stopped, last good checkpoint: {last_ckpt or 'none (no epoch finished)'}")
+        optimizer.zero_grad(set_to_none=True)
+        tools.scaler.scale(loss).backward()
+        if tools.grad_clip > 0:
+            tools.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_([p for p in base.parameters() if p.requires_grad], tools.grad_clip)
+        tools.scaler.step(optimizer)
+        tools.scaler.update()
+        tools.scheduler.step()
+        global_step += 1
+        n_steps += 1
+        n_images += sum(x.shape[0] for x in images)
+        parts["total"] = float(loss.detach())
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + v
+        temperature = 1.0 / float(scale.detach())
+        if tools.writer is not None:
+            for k, v in parts.items():
+                tools.writer.add_scalar(f"loss/{k}", v, global_step)
+            tools.writer.add_scalar("temperature", temperature, global_step)
+            # the heads' lr; the backbone's is x backbone_lr_scale
+            tools.writer.add_scalar("lr", max(tools.scheduler.get_last_lr()), global_step)
+        bar.set_postfix(loss=f"{parts['total']:.3f}", T=f"{temperature:.3f}")
+    bar.close()
+    # Throughput over the whole loop: loading and augmenting the images is part of the cost on CPU.
+    seconds = time.time() - t0
+    record = {"steps": n_steps, **{f"loss_{k}": v / max(1, n_steps) for k, v in sums.items()},
+              "images_per_s": n_images * tools.dd.world / max(seconds, 1e-9), "seconds": seconds}
+    return record, global_step
+
+
 def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None, grem: Path | None,
            resume: bool, max_epochs_this_run: int | None, progress: bool) -> Path:
     device = resolve_device(cfg.device)
@@ -218,25 +386,8 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
     train_ids, val_ids = split_validation(sorted(buildings), cfg.val_share, cfg.val_min_train, cfg.seed)
     if len(train_ids) < 2:
         raise ValueError(f"{data_root}: only {len(train_ids)} train building(s) after the validation split")
-
-    features: dict[str, Path] = {}
-    if cfg.use_3d:
-        feat_dir = out / FEATURES_DIR
-        if dd.main:
-            features = cache_render_features(Path(renders), train_ids, feat_dir, scales=tuple(cfg.scales),
-                                             modalities=tuple(cfg.render_modalities),
-                                             image_size=cfg.render_image_size, encoder_name=cfg.render_encoder,
-                                             height_range_m=cfg.render_height_range_m, device=str(device))
-        dd.barrier()
-        if not dd.main:
-            features = {b: feat_dir / f"{b}.npy" for b in train_ids if (feat_dir / f"{b}.npy").is_file()}
-        if not features:
-            logger.warning("%s: no rendered views for any train building: training without the 3D bridge", renders)
-            cfg.use_3d = False
-        else:
-            dim = int(np.load(next(iter(features.values())), mmap_mode="r").shape[-1])
-            cfg.render_feature_dim = dim
-            logger.info("3D bridge: cached render features for %d/%d train buildings", len(features), len(train_ids))
+    features = _render_features(cfg, renders, train_ids, out, dd, device)
+    planner = _planner(cfg, data_root, train_ids, set(features) if cfg.use_3d else set())
 
     run_key = _run_key(cfg, buildings, features, dd.world)
     resolved = dataclasses.asdict(cfg)
@@ -249,7 +400,7 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    steps_per_epoch = len(plan_batches(train_ids, cfg.batch_size, cfg.samples_per_building, cfg.seed, 0)) // dd.world
+    steps_per_epoch = planner.n_batches() // dd.world
     if steps_per_epoch < 1:
         raise ValueError(f"{len(train_ids)} train buildings give no batch for each of {dd.world} processes")
     total_steps = steps_per_epoch * cfg.epochs
@@ -286,87 +437,39 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / "tb"), purge_step=start_epoch * steps_per_epoch)
-    weights = LossWeights(cfg.w_street_satellite, cfg.w_street_3d, cfg.w_3d_satellite, cfg.ssl_weight, cfg.label_smoothing)
+    weights = LossWeights(cfg.w_street_satellite, cfg.w_street_3d, cfg.w_3d_satellite, cfg.ssl_weight,
+                          cfg.label_smoothing, cfg.ssl_3d_weight)
+    tools = StepTools(weights, scheduler, scaler, device, use_amp, amp_dtype, cfg.grad_clip, dd, writer)
     aug = AugmentParams(cfg.image_size, tuple(cfg.street_crop_scale), color_jitter=cfg.color_jitter,
-                        blur_prob=cfg.blur_prob, satellite_rot90=cfg.satellite_rot90)
+                        blur_prob=cfg.blur_prob, satellite_rot90=cfg.satellite_rot90,
+                        satellite_size=cfg.satellite_image_size or cfg.image_size)
     # Images are decoded once at a working size a little above the training size, so crops keep detail.
-    cache = ImageCache(int(round(cfg.image_size * 1.15)), cfg.cache_images)
-    two_views = cfg.ssl_weight > 0
+    cache = ImageCache(int(round(max(cfg.image_size, cfg.satellite_image_size) * 1.15)), cfg.cache_images)
     end_epoch = cfg.epochs if max_epochs_this_run is None else min(cfg.epochs, start_epoch + max_epochs_this_run)
     global_step = start_epoch * steps_per_epoch
     model.train()
     for epoch in range(start_epoch, end_epoch):
-        batches = plan_batches(train_ids, cfg.batch_size, cfg.samples_per_building, cfg.seed, epoch)
+        sim_nb = (_similarity_neighbours(base, buildings, train_ids, cfg, device, cache, dd)
+                  if planner.wants_similarity(epoch) else None)
+        batches = planner.plan(epoch, sim_nb)
+        stats = batch_stats(batches, planner.flown)
         batches = batches[: steps_per_epoch * dd.world][dd.rank::dd.world]
         data = TrainBatches(buildings, batches, epoch=epoch, seed=cfg.seed + 1000 * dd.rank,
-                            samples_per_building=cfg.samples_per_building, aug=aug, two_views=two_views,
+                            samples_per_building=cfg.samples_per_building, aug=aug, two_views=cfg.ssl_weight > 0,
                             features=features if cfg.use_3d else None, n_scales=len(cfg.scales),
                             n_modalities=len(cfg.render_modalities), feature_dim=cfg.render_feature_dim,
                             view_dropout=cfg.view_dropout, image_cache=cache)
         loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=cfg.num_workers)
-        sums: dict[str, float] = {}
-        n_images, t0 = 0, time.time()
-        bar = tqdm(loader, desc=f"train {epoch + 1}/{cfg.epochs}", disable=not (progress and dd.main), unit="step",
-                   leave=False)
-        for step, batch in enumerate(bar):
-            views = ["street", "satellite"] + (["street2", "satellite2"] if two_views else [])
-            n = len(batch["ids"])
-            images = normalize(torch.cat([batch[v] for v in views]).to(device, non_blocking=True))
-            feats = mask = None
-            if cfg.use_3d:
-                feats = batch["feats3d"].to(device)
-                mask = batch["mask3d"].to(device)
-                if two_views:
-                    feats = torch.cat([feats, feats])
-                    mask = torch.cat([mask, batch["mask3d_2"].to(device)])
-            autocast = torch.autocast("cuda", dtype=amp_dtype) if use_amp else nullcontext()
-            with autocast:
-                emb2d, emb3d, scale = model(images, feats, mask)
-            emb = {v: e for v, e in zip(views, emb2d.float().split(n))}
-            has_3d = None
-            if emb3d is not None:
-                parts3d = emb3d.float().split(n)
-                emb["threed"] = parts3d[0]
-                if two_views:
-                    emb["threed2"] = parts3d[1]
-                has_3d = batch["has_3d"].to(device)
-            loss, parts = skylink_loss(emb, scale.float(), weights, has_3d)
-            finite = torch.isfinite(loss.detach()).float()
-            if dd.world > 1:
-                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-            if finite.item() < 1:
-                if writer is not None:
-                    writer.close()
-                raise NonFiniteLossError(
-                    f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1} (global step "
-                    f"{global_step + 1}); training stopped, last good checkpoint: {last_ckpt or 'none (no epoch finished)'}")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_([p for p in base.parameters() if p.requires_grad], cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            global_step += 1
-            n_images += images.shape[0]
-            parts["total"] = float(loss.detach())
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v
-            temperature = 1.0 / float(scale.detach())
+        try:
+            record, global_step = train_one_epoch(model, loader, optimizer, tools, epoch=epoch, epochs=cfg.epochs,
+                                                  global_step=global_step, last_ckpt=last_ckpt, progress=progress)
+        except NonFiniteLossError:
             if writer is not None:
-                for k, v in parts.items():
-                    writer.add_scalar(f"loss/{k}", v, global_step)
-                writer.add_scalar("temperature", temperature, global_step)
-                writer.add_scalar("lr", max(scheduler.get_last_lr()), global_step)  # the heads'; the backbone's is x backbone_lr_scale
-            bar.set_postfix(loss=f"{parts['total']:.3f}", T=f"{temperature:.3f}")
-        bar.close()
-        # Throughput over the whole loop: loading and augmenting the images is part of the cost on CPU.
-        t_steps = time.time() - t0
-        n_steps = max(1, len(data))
-        record = {"epoch": epoch + 1, "steps": len(data), **{f"loss_{k}": v / n_steps for k, v in sums.items()},
-                  "temperature": 1.0 / float(base.temperature_scale().detach()),
-                  "images_per_s": n_images * dd.world / max(t_steps, 1e-9), "seconds": time.time() - t0,
+                writer.close()
+            raise
+        record = {"epoch": epoch + 1, **record, "temperature": 1.0 / float(base.temperature_scale().detach()),
+                  "hard_negatives": "similarity" if sim_nb else ("positions" if planner.position_nb else "none"),
+                  **stats,
                   # CPU results are reproducible for a fixed seed *and* thread count (reduction order)
                   "threads": torch.get_num_threads()}
         if dd.main:

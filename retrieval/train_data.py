@@ -1,5 +1,5 @@
 """Training data: buildings of a University-1652 tree (+ GREM extra street images), the cached
-frozen-encoder features of the 3D renders, unique-id batch planning and the per-batch loader."""
+frozen-encoder features of the 3D renders and the per-batch loader (batches are planned in sampling.py)."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .augment import AugmentParams, augment_satellite, augment_street, view_dropout
-from .backbone import frozen_encoder, load_image, normalize, to_tensor
+from .backbone import frozen_encoder, load_image, to_tensor
 from .dataset import by_building, read_tree, select
 
 logger = logging.getLogger("skylink")
@@ -183,7 +183,7 @@ def cache_render_features(renders: Path, ids: list[str], out_dir: Path, *, scale
                         jobs.append((si, vi, mi, img))
         for s in range(0, len(jobs), batch_size):
             chunk = jobs[s:s + batch_size]
-            emb = encoder(normalize(torch.stack([to_tensor(j[3]) for j in chunk]))).cpu().numpy()
+            emb = encoder(torch.stack([to_tensor(j[3]) for j in chunk])).cpu().numpy()
             for (si, vi, mi, _), e in zip(chunk, emb):
                 feats[si, vi, mi] = e
         # A view with some modality missing keeps zeros there rather than NaN (it is still a view).
@@ -207,27 +207,7 @@ def load_render_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.nan_to_num(feats, nan=0.0), mask
 
 
-# ---------------------------------------------------------------- batches
-
-def plan_batches(ids: list[str], batch_size: int, samples_per_building: int, seed: int, epoch: int) -> list[list[tuple[str, int]]]:
-    """Batches of (building id, round) with unique ids inside each batch.
-
-    An epoch is `samples_per_building` rounds; each round is a fresh permutation of the buildings cut
-    into batches of (nearly) equal size, so no batch ever holds two samples of one building and no
-    batch is left with a single sample.
-    """
-    rng = np.random.default_rng([seed, epoch, 11])
-    n = len(ids)
-    n_batches = max(1, -(-n // batch_size))
-    if n_batches > 1 and n // n_batches < 2:
-        n_batches = max(1, n // 2)
-    batches = []
-    for r in range(samples_per_building):
-        perm = [ids[i] for i in rng.permutation(n)]
-        for chunk in np.array_split(np.arange(n), n_batches):
-            batches.append([(perm[i], r) for i in chunk])
-    return batches
-
+# ---------------------------------------------------------------- batches (planned by retrieval/sampling.py)
 
 @dataclass
 class TrainSample:
@@ -339,7 +319,7 @@ class ImageCache:
 
 
 def eval_images(paths: list[Path], size: int, cache: ImageCache | None = None) -> torch.Tensor:
-    """Un-augmented, normalised images for validation."""
+    """Un-augmented uint8 pixel tensors (the backbone normalises them) for validation."""
     imgs = [cv2.resize(cache.get(p), (size, size), interpolation=cv2.INTER_AREA) if cache else load_image(p, size)
             for p in paths]
-    return normalize(torch.stack([to_tensor(im) for im in imgs]))
+    return torch.stack([to_tensor(im) for im in imgs])

@@ -46,14 +46,38 @@ def test_skylink_loss_composition():
     expect_ss = info_nce(emb["street"], emb["satellite"], scale)
     expect_s3 = info_nce(emb["street"][sel], emb["threed"][sel], scale)
     expect_3s = info_nce(emb["threed"][sel], emb["satellite"][sel], scale)
+    # each self-supervised term has a fixed weight: ssl / 2 for street and satellite, and the 3D one too
     ssl = (info_nce(emb["street"], emb["street2"], scale) + info_nce(emb["satellite"], emb["satellite2"], scale)
-           + info_nce(emb["threed"][sel], emb["threed2"][sel], scale)) / 3
+           + info_nce(emb["threed"][sel], emb["threed2"][sel], scale)) / 2
     assert total.item() == pytest.approx((expect_ss + 0.5 * expect_s3 + 2.0 * expect_3s + 3.0 * ssl).item(), rel=1e-5)
     assert set(parts) == {"street_satellite", "street_3d", "3d_satellite", "ssl_street", "ssl_satellite", "ssl_3d"}
     # ablation toggles: no SSL weight -> no SSL terms; fewer than two 3D rows -> no 3D terms
     total0, parts0 = skylink_loss(emb, scale, LossWeights(ssl=0.0), torch.tensor([True, False, False, False]))
     assert set(parts0) == {"street_satellite"}
     assert total0.item() == pytest.approx(expect_ss.item(), rel=1e-6)
+
+
+def test_2d_self_supervised_weights_do_not_depend_on_the_3d_term():
+    """Defect: the self-supervised mean took the 3D term in only when a batch had >= 2 flown buildings,
+    so each 2D term's weight changed from batch to batch (and with the "without 3D" ablation)."""
+    g = torch.Generator().manual_seed(2)
+    emb = {k: torch.nn.functional.normalize(torch.randn(6, 8, generator=g), dim=1)
+           for k in ("street", "satellite", "threed", "street2", "satellite2", "threed2")}
+    scale = torch.tensor(10.0)
+    w = LossWeights(ssl=3.0)
+    with_3d = torch.tensor([True, True, True, False, False, False])
+    without_3d = torch.tensor([True, False, False, False, False, False])   # one flown: no 3D terms
+    emb_2d = {k: v for k, v in emb.items() if "threed" not in k}
+    # the gradient reaching a 2D second view is the same with and without the 3D terms
+    grads = []
+    for e, has in ((emb, with_3d), (emb, without_3d), (emb_2d, None)):
+        leaf = {k: v.clone().requires_grad_(True) for k, v in e.items()}
+        total, _ = skylink_loss(leaf, scale, w, has)
+        total.backward()
+        grads.append(leaf["street2"].grad)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6) and torch.allclose(grads[0], grads[2], atol=1e-6)
+    assert LossWeights(ssl=3.0).ssl_term_weights() == {"street": 1.5, "satellite": 1.5, "3d": 1.5}
+    assert LossWeights(ssl=3.0, ssl_3d=0.5).ssl_term_weights()["3d"] == 0.5
 
 
 def test_learnable_temperature():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import types
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from retrieval.adapter3d import MultiScaleAdapter
-from retrieval.backbone import IMAGENET_MEAN, IMAGENET_STD, frozen_encoder, load_backbone, preprocess
+from retrieval.backbone import frozen_encoder, load_backbone, preprocess
 from retrieval.config import TrainConfig
 from retrieval.heads import GeMHead, PAFAHead, build_head
 from retrieval.model import SkyLinkModel, load_checkpoint
@@ -37,6 +38,72 @@ def test_backbone_uses_packaged_imagenet_weights(lite0):
         assert s16(torch.zeros(1, 3, 128, 128)).shape == (1, 112, 8, 8)
     with pytest.raises(ValueError, match="unknown backbone"):
         load_backbone("resnet-nope")
+
+
+def test_lite_backbone_normalises_its_input_as_tflite(lite0):
+    """Defect: EfficientNet-Lite (TFLite weights, (x - 127) / 128) was fed ImageNet mean/std."""
+    x = torch.tensor([0, 127, 255], dtype=torch.uint8).view(1, 3, 1, 1).expand(1, 3, 2, 2)
+    y = lite0.normalize(x)
+    assert torch.allclose(y[0, :, 0, 0], torch.tensor([-127 / 128, 0.0, 1.0]), atol=1e-6)
+    assert torch.allclose(lite0.normalize(x.float() / 255), y, atol=1e-6)       # float pixels in [0, 1] too
+
+
+def test_first_batch_norm_sees_its_running_variance_on_real_photos(lite0, shared_data_dir):
+    """Through the image path every consumer takes (preprocess -> backbone), the stem's batch norm sees
+    about its running variance on real photos: ImageNet mean/std gave 2-2.6 times (0.5-1 is right)."""
+    paths = sorted((shared_data_dir / "herzjesu-p8" / "images").glob("*.jpg"))[:3]
+    paths += sorted((shared_data_dir / "brighton-beach" / "images").glob("*.JPG"))[:3]
+    assert len(paths) >= 4
+    seen = {}
+    bn = lite0.stem[1]
+    hook = bn.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0].detach()))
+    try:
+        lite0.eval()
+        with torch.no_grad():
+            lite0(preprocess(paths, 160))
+    finally:
+        hook.remove()
+    var = seen["x"].transpose(0, 1).flatten(1).var(1)
+    ratio = (var / bn.running_var)[bn.running_var > 1e-3].median().item()
+    assert 0.2 < ratio < 1.5, ratio
+
+
+def test_trainable_batch_norms_follow_the_data():
+    """Defect: momentum 0.01 left 9% of the initial statistics after 240 steps."""
+    cfg = TrainConfig(use_3d=False, pretrained=False, pafa_proj_channels=16, pafa_depth=1)
+    model = SkyLinkModel(cfg).train()
+    bns = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(m.momentum >= 0.1 for m in bns)
+    bn = model.backbone.stages[-1][-1]._bn2
+    x = torch.randn(8, bn.num_features, 4, 4) * 3 + 2
+    bn.reset_running_stats()
+    with torch.no_grad():
+        for _ in range(60):
+            bn(x)
+    # after 60 batches the running mean is the data's mean, not the initial 0
+    assert torch.allclose(bn.running_mean, x.mean((0, 2, 3)), atol=0.05)
+
+
+def test_default_pafa_mixes_at_least_64_tokens():
+    """Defect: at 128 px and stride 32 the map was 4 x 4, so PAFA mixed 16 tokens (GeM by another name)."""
+    cfg = TrainConfig(use_3d=False, pretrained=False, image_size=128)
+    model = SkyLinkModel(cfg).eval()
+    with torch.no_grad():
+        fmap = model.backbone(torch.zeros(1, 3, cfg.image_size, cfg.image_size, dtype=torch.uint8))
+    assert fmap.shape[-2] * fmap.shape[-1] >= 64                 # the backbone gives a real map of tokens
+    assert model.head.grid ** 2 >= 64 and model.head.grid <= min(fmap.shape[-2:])  # PAFA keeps them all
+
+
+def test_satellite_tiles_at_their_own_size():
+    cfg = TrainConfig(use_3d=False, pretrained=False, pafa_proj_channels=16, pafa_depth=1, image_size=64,
+                      satellite_image_size=96)
+    model = SkyLinkModel(cfg).eval()
+    assert model.branch_image_size("satellite", 64) == 96 and model.branch_image_size("street", 64) == 64
+    street, sat = torch.zeros(2, 3, 64, 64, dtype=torch.uint8), torch.zeros(2, 3, 96, 96, dtype=torch.uint8)
+    with torch.no_grad():
+        emb, _, _ = model([street, sat])
+        assert emb.shape == (4, model.dim)
+        assert torch.allclose(emb[2:], model.embed(sat, "satellite"), atol=1e-5)
 
 
 def test_freeze_keeps_weights_and_batchnorm_statistics():
@@ -91,10 +158,8 @@ def test_preprocess_and_errors(tmp_path):
     path = tmp_path / "red.png"
     cv2.imwrite(str(path), img[..., ::-1])                           # OpenCV writes BGR
     x = preprocess([path, img], 16)
-    assert x.shape == (2, 3, 16, 16)
-    for c in range(3):
-        v = (1.0 if c == 0 else 0.0) - IMAGENET_MEAN[c]
-        assert torch.allclose(x[:, c], torch.full_like(x[:, c], v / IMAGENET_STD[c]), atol=1e-5)
+    assert x.shape == (2, 3, 16, 16) and x.dtype == torch.uint8       # pixels: the backbone normalises
+    assert (x[:, 0] == 255).all() and (x[:, 1:] == 0).all()
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not a jpeg")
     with pytest.raises(ValueError, match="broken.jpg: cannot decode"):
@@ -147,6 +212,7 @@ def test_timm_backbone_is_optional_and_reads_local_weights(tmp_path, monkeypatch
 
     class TinyViT(torch.nn.Module):
         num_features, num_prefix_tokens = 8, 1
+        pretrained_cfg: ClassVar[dict] = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
 
         def __init__(self):
             super().__init__()
@@ -157,7 +223,7 @@ def test_timm_backbone_is_optional_and_reads_local_weights(tmp_path, monkeypatch
             return torch.cat([t.mean(1, keepdim=True), t], dim=1)    # a class token + patches
 
     fake = types.ModuleType("timm")
-    fake.create_model = lambda name, pretrained=False, num_classes=0: TinyViT()
+    fake.create_model = lambda name, pretrained=False, num_classes=0, **kw: TinyViT()
     monkeypatch.setitem(sys.modules, "timm", fake)
     weights = tmp_path / "vit.pth"
     ref = TinyViT()
@@ -167,5 +233,7 @@ def test_timm_backbone_is_optional_and_reads_local_weights(tmp_path, monkeypatch
     bb = load_backbone("timm:tiny", pretrained=True, weights=weights)
     assert torch.equal(bb.model.proj.weight, ref.proj.weight)
     assert bb(torch.zeros(2, 3, 64, 64)).shape == (2, 8, 4, 4)
+    # a timm backbone brings its own normalisation (its pretrained config), not EfficientNet-Lite's
+    assert torch.allclose(bb.normalize(torch.full((1, 3, 1, 1), 0.75)), torch.ones(1, 3, 1, 1))
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         load_backbone("timm:tiny", pretrained=True, weights=tmp_path / "nope.pth")

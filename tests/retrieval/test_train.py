@@ -18,8 +18,9 @@ import torch
 import retrieval.train as train_mod
 from retrieval.config import TrainConfig
 from retrieval.model import load_checkpoint
+from retrieval.sampling import plan_batches
 from retrieval.train import NonFiniteLossError, train
-from retrieval.train_data import (collect_buildings, plan_batches, render_views, split_validation)
+from retrieval.train_data import collect_buildings, render_views, split_validation
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -75,7 +76,7 @@ def tiny_cfg(**kw) -> TrainConfig:
 
 def test_plan_batches_unique_ids():
     ids = [f"{i:04d}" for i in range(11)]
-    batches = plan_batches(ids, batch_size=4, samples_per_building=3, seed=0, epoch=2)
+    batches = plan_batches(ids, batch_size=4, rounds=3, seed=0, epoch=2)
     assert all(len({b for b, _ in batch}) == len(batch) for batch in batches)   # one sample per building
     assert min(len(b) for b in batches) >= 2 and max(len(b) for b in batches) <= 4
     counts = {i: sum(b == i for batch in batches for b, _ in batch) for i in ids}
