@@ -39,7 +39,10 @@ def read_positions(path: Path) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: expected an object of building id -> [x, y]")
     out = {}
     for bid, xy in raw.items():
-        arr = np.asarray(xy, np.float64).ravel()
+        try:
+            arr = np.asarray(xy, np.float64).ravel()
+        except (TypeError, ValueError):
+            arr = np.zeros(0)
         if arr.shape[0] < 2 or not np.isfinite(arr[:2]).all():
             raise ValueError(f"{path}: building {bid}: position {xy!r} is not [x, y]")
         out[str(bid)] = arr[:2]

@@ -142,6 +142,8 @@ def test_deterministic_resume_and_nonfinite(micro, tmp_path, monkeypatch):
     hist_a = json.loads((tmp_path / "a" / "history.json").read_text())
     hist_b = json.loads((tmp_path / "b" / "history.json").read_text())
     assert [h["loss_total"] for h in hist_a] == [h["loss_total"] for h in hist_b]
+    # epoch 2 drew its batches from the model's similarity (hard negatives), reproducibly after a resume
+    assert [h["hard_negatives"] for h in hist_a] == ["none", "similarity"]
     # a finished run is not retrained; a changed config starts afresh
     assert train(tree, tmp_path / "b", cfg, renders=renders, progress=False) == final_b
     assert (tmp_path / "a" / "tb").is_dir() and any((tmp_path / "a" / "tb").iterdir())
