@@ -33,6 +33,13 @@ def _common(p: argparse.ArgumentParser, workdir: bool = True) -> None:
                    help="run per-building work in a local process pool (default) or on Ray")
     p.add_argument("--ray-address", default=None, help="join an existing Ray cluster (e.g. ray://host:10001)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _debug_flag(p)
+
+
+def _debug_flag(p: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
+    # Accepted before and after the command; SUPPRESS keeps a subcommand from resetting the global one.
+    p.add_argument("--debug", action="store_true", default=default,
+                   help="show the Python traceback of an error (errors are one line otherwise)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Stages in order: data reconstruct render enhance train index evaluate report.\n"
                "Example: skylink run --config assets/configs/tiny.yaml --workdir work/tiny",
     )
+    _debug_flag(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("synth", help="generate a synthetic world in the University-1652 layout")
@@ -54,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", type=Path, help="a University-1652 or UAVM2025 tree")
     p.add_argument("--no-decode", action="store_true", help="skip decoding every image (faster, weaker)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _debug_flag(p)
 
     p = sub.add_parser("run", help="run the pipeline (cached stages are skipped)")
     _common(p)
@@ -96,33 +105,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args):
-    from pipeline.config import load_config
+    from pipeline.config import load_config, validate_config
 
     cfg = load_config(args.config, args.overrides)
-    if getattr(args, "workers", None):
+    if getattr(args, "workers", None) is not None:
         cfg.executor.workers = args.workers
     if getattr(args, "executor", None):
         cfg.executor.kind = args.executor
     if getattr(args, "ray_address", None):
         cfg.executor.ray_address = args.ray_address
         cfg.executor.kind = "ray"
+    validate_config(cfg, "command line")  # the flags above set config values too
     workdir = getattr(args, "workdir", None) or Path("work") / cfg.name
     return cfg, Path(workdir)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status 0 on success; an error a user can cause (pipeline.errors.USER_ERRORS) is one line on
+    stderr and status 1 (`--debug`: its traceback). Any other exception is a bug in SkyLink and keeps
+    its traceback, which is what a bug report needs."""
     args = build_parser().parse_args(argv)
-    setup_logging(getattr(args, "verbose", False))
+    debug = bool(getattr(args, "debug", False))
+    setup_logging(getattr(args, "verbose", False) or debug)
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
         log.error("interrupted; finished work is kept, run the same command again to resume")
         return 130
     except Exception as e:
-        from pipeline.errors import USER_ERRORS
+        from pipeline.errors import USER_ERRORS, one_line
 
-        if isinstance(e, USER_ERRORS) and not getattr(args, "verbose", False):
-            print(f"skylink: error: {e}", file=sys.stderr)
+        if isinstance(e, USER_ERRORS) and not debug:
+            print(f"skylink: error: {one_line(e)}", file=sys.stderr)
             return 1
         raise
 

@@ -1,7 +1,8 @@
 """The run configuration: one YAML file of sections, loaded into the libraries' dataclasses.
 
 Each library owns the dataclasses of its own sections; this module composes them, rejects unknown
-keys and badly typed values with the key's name, and applies `--set section.key=value` overrides.
+keys and badly typed values with the key's name, applies `--set section.key=value` overrides, and
+checks every value's range, choices and cross-field rules (pipeline/validation.py) before any stage runs.
 """
 from __future__ import annotations
 
@@ -108,7 +109,17 @@ def from_dict(raw: dict, source: str = "config") -> Config:
             kwargs[key] = _build(cls, value, f"{source}: {key}")
         else:
             kwargs[key] = _coerce(value, cls, f"{source}: {key}")
-    return Config(**kwargs)
+    return validate_config(Config(**kwargs), source)
+
+
+def validate_config(cfg: Config, source: str = "config") -> Config:
+    """`cfg` when every value is allowed; else a ConfigError naming each bad key, its value and what is allowed."""
+    from pipeline.validation import problems
+
+    found = problems(cfg)
+    if found:
+        raise ConfigError(f"{source}: " + "; ".join(found))
+    return cfg
 
 
 def _build(cls: type, values: dict, where: str) -> Any:
