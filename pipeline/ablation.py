@@ -29,6 +29,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "gem": ("without PAFA (GeM pooling)", {"head": "gem"}),
     "nogrem": ("without GREM", {"use_grem": False}),
     "nossl": ("without the self-supervised term", {"ssl_weight": 0.0}),
+    "nohard": ("without hard negatives", {"neighbour_sampling": False, "similarity_sampling": False}),
 }
 SHARED = ("data", "reconstruct", "render", "enhance")
 PER_RUN = ("train", "index", "evaluate")

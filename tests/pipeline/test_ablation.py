@@ -18,6 +18,8 @@ def test_variant_config_changes_only_its_part_and_the_seed():
     assert v.train.use_3d is False and v.train.seed == 2
     assert cfg.train.use_3d is True  # the base config is untouched
     assert variant_config(cfg, "gem", 0).train.head == "gem"
+    nohard = variant_config(cfg, "nohard", 0).train
+    assert not nohard.neighbour_sampling and not nohard.similarity_sampling and nohard.flown_per_batch == 8
     with pytest.raises(ValueError, match="unknown ablation variant"):
         variant_config(cfg, "nope", 0)
 
