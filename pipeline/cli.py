@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--until", default="report", help="last stage to run (default report)")
     p.add_argument("--force", action="append", default=[], metavar="STAGE",
-                   help="recompute this stage even if cached (repeatable); later stages follow")
+                   help="recompute this stage even if cached (repeatable); later stages recompute "
+                        "where its outputs changed")
 
     for name, text in STAGE_HELP.items():
         p = sub.add_parser(name, help=text, description=text)
