@@ -219,7 +219,6 @@ RULES: dict[str, Rule] = {
     "render.axis_search": positive(),
     "render.frame_margin": positive(),
     "render.radius_percentile": number(0, 100, lo_open=True),
-    "render.radius_margin": positive(),
     "render.view_radius": optional(positive()),
     "render.dsm_fill_px": integer(0),
     "render.background": integer(0, 255),

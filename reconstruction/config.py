@@ -52,10 +52,14 @@ class RenderConfig:
     projection: str = "perspective"  # perspective | orthographic (ring views; the nadir is always orthographic)
     fov_deg: float = 60.0
     oblique_elevation_deg: float = 45.0
-    low_elevation_deg: float = 10.0
+    low_elevation_deg: float = 0.0   # the low ring looks horizontally at the building's mid-height
     ground_percentile: float = 5.0   # ground level = this percentile of the points' z
-    radius_percentile: float = 95.0  # view radius = margin * this percentile of the structures' distance to the centre
-    radius_margin: float = 1.5
-    view_radius: float | None = None  # metres; fixes the radius instead of estimating it
+    # Framing: the target building stands on the drone orbit's axis (fitted to the registered cameras,
+    # or `center_prior`); its extent is the structure above ground within `axis_search` orbit radii.
+    center_prior: tuple[float, float] | None = None  # x, y of the building in the reconstruction's frame
+    axis_search: float = 0.75        # structure search radius, in orbit radii
+    frame_margin: float = 1.1        # the building's box fits the image shrunk by this factor
+    radius_percentile: float = 95.0  # without cameras: search radius = this percentile of the points' distance
+    view_radius: float | None = None  # metres; a bounding sphere of this radius instead of fitted framing
     dsm_fill_px: int = 2             # DSM gaps up to this many pixels take the nearest height
     background: int = 0              # colour of empty pixels (0-255 grey level)

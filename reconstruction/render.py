@@ -1,6 +1,8 @@
 """Render one building's multi-scale point clouds into fixed views of colour, depth, height and normals, plus a DSM.
 
-Input: a scene dir with `scale{k}.ply` (metres, z up). Output per scale k under `out/scale{k}/`:
+Input: a scene dir with `scale{k}.ply` (metres, z up) and its COLMAP model `sparse/`, whose registered
+cameras give the drone orbit's axis: every view is framed on the building standing on it
+(reconstruction.framing). Output per scale k under `out/scale{k}/`:
 `view{NN}_color.png` (uint8 RGB), `view{NN}_depth.npy` (float16 metres, 0 = empty),
 `view{NN}_height.npy` (float16 metres above ground, 0 = empty; mask = depth > 0),
 `view{NN}_normals.png` (world-frame normals as (n + 1) / 2 * 255, black = empty),
@@ -28,8 +30,9 @@ from reconstruction.priors import (
     normals_from_depth,
     normals_to_rgb,
 )
+from reconstruction.framing import centres_and_axes, estimate_orbit, registered_cameras, structure_near_axis
 from reconstruction.splat import splat_points
-from reconstruction.views import ViewCamera, view_set
+from reconstruction.views import ViewCamera, framed_view_set, view_set
 
 log = logging.getLogger("skylink")
 
@@ -64,29 +67,53 @@ def load_points(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return xyz[finite], rgb[finite]
 
 
-def scene_frame(xyz: np.ndarray, cfg: RenderConfig) -> tuple[np.ndarray, float, float]:
-    """Centre (x, y, mid-height), view radius and ground level of a scene, robust to stray points."""
-    ground = estimate_ground(xyz[:, 2], cfg.ground_percentile)
+def points_axis(xyz: np.ndarray, ground: float) -> np.ndarray:
+    """Fallback axis without cameras: the median (x, y) of the structures (points in the upper 3/4)."""
     top = float(np.percentile(xyz[:, 2], 99.5))
-    # Centre on the structures, not on the ground the orbit happened to see more of.
     above = xyz[xyz[:, 2] > ground + 0.25 * max(top - ground, 1e-6)]
-    ref = above if len(above) >= 10 else xyz
-    cxy = np.median(ref[:, :2], axis=0)
-    if cfg.view_radius is not None:
-        radius = float(cfg.view_radius)
+    return np.median((above if len(above) >= 10 else xyz)[:, :2], axis=0)
+
+
+def building_frame(xyz: np.ndarray, cameras: list[dict], cfg: RenderConfig) -> dict:
+    """Where the target building stands and how far it reaches, from the cloud and the registered cameras.
+
+    Returns {"target": (axis x, axis y, mid-height), "corners": the box the views must hold,
+    "ground_z", "orbit": Orbit or None, "structure": Structure or None}.
+    """
+    ground = estimate_ground(xyz[:, 2], cfg.ground_percentile)
+    centres, axes = centres_and_axes(cameras)
+    orbit = estimate_orbit(centres, axes, cfg.center_prior)
+    axis = orbit.axis if orbit is not None else points_axis(xyz, ground)
+    dist = np.linalg.norm(xyz[:, :2] - axis, axis=1)
+    if orbit is not None and orbit.radius > 0:
+        search = cfg.axis_search * orbit.radius
     else:
-        # Frame the structures (with a margin for their surroundings), not the whole orbit's ground.
-        dist = np.linalg.norm(ref[:, :2] - cxy, axis=1)
-        radius = float(np.percentile(dist, cfg.radius_percentile))
-        radius = max(radius, 0.5 * (top - ground)) * cfg.radius_margin
-    radius = max(radius, 1e-3)
-    return np.array([cxy[0], cxy[1], 0.5 * (ground + top)]), radius, ground
+        search = float(np.percentile(dist, cfg.radius_percentile))
+    structure = None
+    try:
+        structure = structure_near_axis(xyz, axis, ground, search)
+        corners = structure.box_corners()
+        top = structure.top
+    except ValueError as e:
+        # No recognisable structure: frame everything within the search radius.
+        log.warning("render: %s; framing all points within %.3g of the axis", e, search)
+        near = xyz[dist < search] if (dist < search).sum() >= 1 else xyz
+        top = float(np.percentile(near[:, 2], 99.5))
+        lo, hi = near[:, :2].min(0), near[:, :2].max(0)
+        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (ground, top)])
+    target = np.array([axis[0], axis[1], 0.5 * (ground + max(top, ground + 1e-6))])
+    return {"target": target, "corners": corners, "ground_z": ground, "orbit": orbit, "structure": structure}
 
 
-def cameras_for(center: np.ndarray, radius: float, cfg: RenderConfig) -> list[ViewCamera]:
-    return view_set(center, radius, cfg.n_views, image_size=cfg.image_size, fov_deg=cfg.fov_deg,
-                    oblique_elevation_deg=cfg.oblique_elevation_deg, low_elevation_deg=cfg.low_elevation_deg,
-                    projection=cfg.projection)
+def cameras_for(frame: dict, cfg: RenderConfig) -> tuple[list[ViewCamera], float]:
+    """The view set framed on the building (or on a bounding sphere of `view_radius`) and the nadir's half-extent."""
+    kw = dict(image_size=cfg.image_size, fov_deg=cfg.fov_deg, oblique_elevation_deg=cfg.oblique_elevation_deg,
+              low_elevation_deg=cfg.low_elevation_deg, projection=cfg.projection)
+    if cfg.view_radius is not None:
+        cams = view_set(frame["target"], float(cfg.view_radius), cfg.n_views, **kw)
+    else:
+        cams = framed_view_set(frame["target"], frame["corners"], cfg.n_views, margin=cfg.frame_margin, **kw)
+    return cams, float(cams[0].width / (2.0 * cams[0].K[0, 0]))
 
 
 def render_views(
@@ -187,9 +214,15 @@ def render_building(scene_dir: Path, out: Path, cfg: RenderConfig) -> dict:
             log.warning("%s: scale%d.ply has no points; its views stay empty", scene_dir, k)
     # One frame and one camera set for all scales, so the scales' views are aligned pixel for pixel.
     xyz_all = np.concatenate([c[0] for c in clouds.values()])
-    center, radius, ground = scene_frame(xyz_all, cfg)
-    cams = cameras_for(center, radius, cfg)
+    building = building_frame(xyz_all, registered_cameras(scene_dir), cfg)
+    cams, radius = cameras_for(building, cfg)
+    center, ground = building["target"], building["ground_z"]
+    orbit, structure = building["orbit"], building["structure"]
+    if orbit is None:
+        log.warning("%s: no registered cameras to find the orbit axis; centred on the points", scene_dir)
     frame = {"center": center.tolist(), "radius": radius, "ground_z": ground,
+             "orbit": orbit.to_json() if orbit else {"source": "points"},
+             "structure": structure.to_json() if structure else None,
              "frame": "metres, z up, OpenCV cameras (cam_from_world)",
              "files": "view{NN}_{color.png,depth.npy,height.npy,normals.png}; empty pixels: depth 0, height 0"}
     scales = {}
@@ -201,4 +234,5 @@ def render_building(scene_dir: Path, out: Path, cfg: RenderConfig) -> dict:
     cv2.imwrite(str(out / "preview.png"), np.vstack(rows))
     return {"scales": scales, "ground_z": round(ground, 3), "radius": round(radius, 3),
             "center": [round(float(v), 3) for v in center], "views": len(cams), "device": str(device),
+            "axis_source": orbit.source if orbit else "points",
             "render_seconds": round(time.time() - t0, 3)}

@@ -13,7 +13,7 @@ from reconstruction.config import RenderConfig
 from reconstruction.priors import estimate_ground, normals_from_depth
 from reconstruction.render import render_building
 from reconstruction.splat import splat_points
-from reconstruction.views import view_set
+from reconstruction.views import look_at, view_set
 
 BOX = (16.0, 10.0, 12.0)  # extent x, y and height (metres)
 GROUND_Z = 3.0            # ground not at z = 0, as in a real aligned reconstruction
@@ -46,10 +46,41 @@ def box_scene(out: Path, n: int = 30000, seed: int = 0, extent: float = 30.0) ->
     return out
 
 
+def add_orbit_model(scene: Path, n: int = 18, radius: float = 40.0, axis=(0.0, 0.0), look_z: float = 8.0,
+                    noise: float = 0.0, seed: int = 0) -> Path:
+    """A COLMAP model in `scene/sparse` of n cameras on a descending orbit around `axis`, looking at it."""
+    import pycolmap
+
+    rng = np.random.default_rng(seed)
+    rec = pycolmap.Reconstruction()
+    rec.add_camera_with_trivial_rig(pycolmap.Camera(model="PINHOLE", width=64, height=48,
+                                                    params=[50.0, 50.0, 32.0, 24.0], camera_id=1))
+    for i in range(n):
+        a = 2 * np.pi * i / n
+        eye = np.array([axis[0] + radius * np.cos(a), axis[1] + radius * np.sin(a), GROUND_Z + 30.0 - 20.0 * i / n])
+        eye[:2] += rng.normal(0, noise, 2)
+        T = look_at(eye, np.array([axis[0], axis[1], look_z]))
+        im = pycolmap.Image(name=f"image-{i * (54 // n) + 1:02d}.jpeg", camera_id=1, image_id=i + 1)
+        rec.add_image_with_trivial_frame(im, pycolmap.Rigid3d(pycolmap.Rotation3d(T[:, :3]), T[:, 3]))
+    (scene / "sparse").mkdir(parents=True, exist_ok=True)
+    rec.write_binary(str(scene / "sparse"))
+    return scene
+
+
+def box_triangles() -> np.ndarray:
+    """The true box building's triangles [F,3,3] (for silhouettes)."""
+    import trimesh
+
+    sx, sy, h = BOX
+    box = trimesh.creation.box(extents=(sx, sy, h))
+    box.apply_translation((0.0, 0.0, GROUND_Z + h / 2))
+    return np.asarray(box.triangles, dtype=np.float64)
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> tuple[Path, dict, RenderConfig]:
     root = tmp_path_factory.mktemp("render")
-    scene = box_scene(root / "scene")
+    scene = add_orbit_model(box_scene(root / "scene"))
     cfg = RenderConfig(n_views=6, image_size=64, device="cpu")
     summary = render_building(scene, root / "out", cfg)
     return root / "out", summary, cfg
@@ -199,3 +230,68 @@ def test_plane_normal_matches_eigh_on_planar_covariances():
     # The middle eigenvalue is estimated within a factor 2 (l1 l2 / trace), enough for a threshold.
     mid = torch.minimum(lam[:, 0], lam[:, 1])
     assert torch.all((lam2 > 0.45 * mid) & (lam2 < 1.01 * mid))
+
+
+# ---------------------------------------------------------------- framing on the target building
+
+def test_orbit_axis_from_noisy_camera_centres():
+    from reconstruction.framing import centres_and_axes, estimate_orbit
+
+    rng = np.random.default_rng(4)
+    axis = np.array([5.0, -3.0])
+    a = np.linspace(0, 2 * np.pi, 30, endpoint=False) + rng.normal(0, 0.05, 30)
+    eyes = np.c_[axis + 40 * np.c_[np.cos(a), np.sin(a)] + rng.normal(0, 1.0, (30, 2)), np.linspace(40, 15, 30)]
+    cams = [{"cam_from_world": look_at(e, np.r_[axis, 8.0])} for e in eyes]
+    orbit = estimate_orbit(*centres_and_axes(cams))
+    assert orbit.source == "circle" and np.linalg.norm(orbit.axis - axis) < 1.0
+    assert orbit.radius == pytest.approx(40.0, abs=1.0)
+    # A quarter of a turn is too short an arc for a circle: the optical axes' convergence takes over.
+    quarter = [c for c, t in zip(cams, a) if t < np.pi / 2]
+    orbit = estimate_orbit(*centres_and_axes(quarter))
+    assert orbit.source == "rays" and np.linalg.norm(orbit.axis - axis) < 1.5
+    # A given position prior wins.
+    orbit = estimate_orbit(*centres_and_axes(cams), prior=np.array([4.0, -2.0]))
+    assert orbit.source == "prior" and np.allclose(orbit.axis, [4.0, -2.0])
+    assert estimate_orbit(np.zeros((0, 3)), np.zeros((0, 3))) is None
+
+
+def test_structure_near_the_axis_leaves_the_neighbour_out(tmp_path):
+    from reconstruction.framing import structure_near_axis
+    from reconstruction.render import load_points
+
+    scene = box_scene(tmp_path / "scene", n=20000)
+    xyz, _ = load_points(scene / "scale1.ply")
+    # A taller neighbour 25 m east, across open ground.
+    rng = np.random.default_rng(1)
+    nb = np.c_[rng.uniform(22, 28, 4000), rng.uniform(-4, 4, 4000), rng.uniform(GROUND_Z, GROUND_Z + 20, 4000)]
+    s = structure_near_axis(np.r_[xyz, nb], np.array([0.3, -0.2]), GROUND_Z, search_radius=30.0)
+    sx, sy, h = BOX
+    assert s.top == pytest.approx(GROUND_Z + h, abs=0.2) and s.ground == GROUND_Z
+    lo, hi = s.footprint.min(0), s.footprint.max(0)
+    assert np.allclose(lo, [-sx / 2, -sy / 2], atol=1.5) and np.allclose(hi, [sx / 2, sy / 2], atol=1.5)
+
+
+def test_framed_views_cover_the_true_silhouette_and_fill_the_frame(rendered):
+    from reconstruction.silhouette import measure, silhouettes
+    from reconstruction.views import ViewCamera
+
+    out, summary, cfg = rendered
+    meta = json.loads((out / "scale1" / "cameras.json").read_text())
+    assert meta["orbit"]["source"] == "circle" and np.allclose(meta["orbit"]["axis"], [0, 0], atol=0.5)
+    cams = [ViewCamera.from_json(n, d) for n, d in sorted(meta["views"].items())]
+    m = measure(out, [1], cams, box_triangles())
+    for name, v in m["scales"]["1"]["views"].items():
+        assert v["coverage"] >= 0.95, (name, v)
+        assert v["in_frame"] == 1.0 and v["fill"] > 0.3, (name, v)
+    assert m["fill_median"] > 0.35
+    # The low ring looks horizontally at the building's mid-height.
+    for c in cams:
+        if c.kind == "low":
+            assert c.center[2] == pytest.approx(GROUND_Z + BOX[2] / 2, abs=0.3)
+            assert abs(c.cam_from_world[2, 2]) < 1e-6
+    # The building spans most of each view along one axis at least, and is centred.
+    for sil in silhouettes(box_triangles(), cams, 0):
+        rows, cols = np.nonzero(sil)
+        span = max(np.ptp(rows), np.ptp(cols)) + 1
+        assert span >= 0.8 * cfg.image_size
+        assert abs(0.5 * (rows.min() + rows.max() + 1) - cfg.image_size / 2) < 0.1 * cfg.image_size

@@ -1,0 +1,212 @@
+"""Find the target building of a drone orbit in its reconstruction: the orbit axis and the structure around it.
+
+The drone circles the building it was sent to (University-1652 and our synthetic world alike), so the
+building stands on the orbit's vertical axis. The axis comes from the registered camera centres (a
+least-squares circle through their ground-plane positions) or, when the orbit is too short an arc for
+a circle, from where the cameras' optical axes converge. The building's extent comes from the
+reconstructed points above ground near that axis. Nothing here reads ground truth.
+Frame: z up (the reconstruct stage's aligned frame), any unit.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger("skylink")
+
+MIN_CIRCLE_CAMERAS = 5
+MIN_CIRCLE_ARC_DEG = 150.0  # a circle through a shorter arc has an unreliable centre
+
+
+@dataclass
+class Orbit:
+    """Vertical axis of the drone orbit (x, y), its horizontal radius (0 when unknown) and how it was found."""
+
+    axis: np.ndarray
+    radius: float
+    source: str  # circle | rays | prior | points
+    rms: float = 0.0  # circle fit: rms of the centres' distance to the circle
+
+    def to_json(self) -> dict:
+        return {"axis": [round(float(v), 4) for v in self.axis], "radius": round(float(self.radius), 4),
+                "source": self.source, "rms": round(float(self.rms), 4)}
+
+
+@dataclass
+class Structure:
+    """The target building as reconstructed: its footprint hull (x, y), ground and top level."""
+
+    footprint: np.ndarray  # [M,2] convex hull, counter-clockwise
+    ground: float
+    top: float
+    points: int            # points that make up the structure
+
+    def box_corners(self) -> np.ndarray:
+        """The footprint hull extruded from ground to top: [2M,3] points that bound the building."""
+        lo = np.c_[self.footprint, np.full(len(self.footprint), self.ground)]
+        hi = np.c_[self.footprint, np.full(len(self.footprint), self.top)]
+        return np.r_[lo, hi]
+
+    def to_json(self) -> dict:
+        c = self.footprint
+        return {"ground": round(self.ground, 4), "top": round(self.top, 4), "points": self.points,
+                "footprint_min": [round(float(v), 4) for v in c.min(0)],
+                "footprint_max": [round(float(v), 4) for v in c.max(0)]}
+
+
+def registered_cameras(scene_dir: Path) -> list[dict]:
+    """Registered cameras of the scene's COLMAP model (`sparse/` or `sparse/0`): name, K, cam_from_world, size.
+
+    An empty list when the scene has no model.
+    """
+    import pycolmap
+
+    sparse = Path(scene_dir) / "sparse"
+    if (sparse / "0" / "cameras.bin").exists() and not (sparse / "cameras.bin").exists():
+        sparse = sparse / "0"
+    if not (sparse / "cameras.bin").exists() and not (sparse / "cameras.txt").exists():
+        return []
+    rec = pycolmap.Reconstruction(str(sparse))
+    cams = []
+    for im in sorted(rec.images.values(), key=lambda im: im.name):
+        if not im.has_pose:
+            continue
+        cam = rec.cameras[im.camera_id]
+        cams.append({"name": im.name, "K": np.asarray(cam.calibration_matrix()), "width": cam.width,
+                     "height": cam.height, "cam_from_world": np.asarray(im.cam_from_world().matrix())})
+    return cams
+
+
+def centres_and_axes(cams: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Camera centres [N,3] and unit viewing directions [N,3] (optical axes) in world coordinates."""
+    if not cams:
+        return np.zeros((0, 3)), np.zeros((0, 3))
+    T = np.stack([np.asarray(c["cam_from_world"], dtype=np.float64) for c in cams])
+    R, t = T[:, :, :3], T[:, :, 3]
+    centres = -np.einsum("nji,nj->ni", R, t)
+    return centres, R[:, 2, :]  # the camera's +z row is its viewing direction in world
+
+
+def fit_circle(xy: np.ndarray, iterations: int = 3) -> tuple[np.ndarray, float, float]:
+    """Least-squares circle through 2D points (Kasa's algebraic fit, refit without points off by > 3 MAD).
+
+    Returns centre, radius and the rms distance of the kept points to the circle.
+    """
+    keep = np.ones(len(xy), bool)
+    centre, radius = xy.mean(0), 0.0
+    for _ in range(iterations):
+        p = xy[keep]
+        # x^2 + y^2 = 2 a x + 2 b y + c, linear in (a, b, c); r^2 = c + a^2 + b^2.
+        A = np.c_[2 * p, np.ones(len(p))]
+        sol, *_ = np.linalg.lstsq(A, (p ** 2).sum(1), rcond=None)
+        centre = sol[:2]
+        radius = float(np.sqrt(max(sol[2] + centre @ centre, 0.0)))
+        res = np.abs(np.linalg.norm(xy - centre, axis=1) - radius)
+        mad = float(np.median(res[keep])) * 1.4826 + 1e-9 * max(radius, 1.0)
+        new = res <= max(3 * mad, 1e-6 * max(radius, 1.0))
+        if new.sum() < 3 or (new == keep).all():
+            break
+        keep = new
+    res = np.abs(np.linalg.norm(xy[keep] - centre, axis=1) - radius)
+    return centre, radius, float(np.sqrt(np.mean(res ** 2)))
+
+
+def largest_gap_deg(xy: np.ndarray, centre: np.ndarray) -> float:
+    """Largest angular gap (degrees) between the points' bearings seen from `centre`."""
+    az = np.sort(np.degrees(np.arctan2(*(xy - centre).T[::-1])))
+    return float(np.max(np.diff(np.r_[az, az[0] + 360.0])))
+
+
+def ray_convergence(centres: np.ndarray, axes: np.ndarray) -> np.ndarray | None:
+    """The ground-plane point closest (least squares) to every camera's optical axis projected on the ground.
+
+    None when fewer than two cameras look sideways enough or their axes are parallel.
+    """
+    d = axes[:, :2]
+    n = np.linalg.norm(d, axis=1)
+    ok = n > 0.1  # a camera looking straight down says nothing about where it looks
+    if ok.sum() < 2:
+        return None
+    d = d[ok] / n[ok, None]
+    P = np.eye(2)[None] - d[:, :, None] * d[:, None, :]  # projectors orthogonal to each line
+    A, b = P.sum(0), np.einsum("nij,nj->i", P, centres[ok, :2])
+    if np.linalg.cond(A) > 1e6:
+        return None
+    return np.linalg.solve(A, b)
+
+
+def estimate_orbit(centres: np.ndarray, axes: np.ndarray, prior: np.ndarray | None = None) -> Orbit | None:
+    """The orbit axis from camera centres (circle fit) or optical axes (their convergence), or the prior.
+
+    A given `prior` (x, y) wins: the building's position is known. None without cameras to go by.
+    """
+    xy = centres[:, :2]
+    radius = 0.0
+    if prior is not None:
+        prior = np.asarray(prior, dtype=np.float64).reshape(2)
+        radius = float(np.median(np.linalg.norm(xy - prior, axis=1))) if len(xy) else 0.0
+        return Orbit(prior, radius, "prior")
+    if len(xy) >= MIN_CIRCLE_CAMERAS:
+        centre, radius, rms = fit_circle(xy)
+        if radius > 0 and rms < 0.25 * radius and largest_gap_deg(xy, centre) <= 360.0 - MIN_CIRCLE_ARC_DEG:
+            return Orbit(centre, radius, "circle", rms)
+    conv = ray_convergence(centres, axes) if len(xy) else None
+    if conv is not None:
+        return Orbit(conv, float(np.median(np.linalg.norm(xy - conv, axis=1))), "rays")
+    return None
+
+
+def _hull(xy: np.ndarray) -> np.ndarray:
+    hull = cv2.convexHull(np.ascontiguousarray(xy, dtype=np.float32)).reshape(-1, 2)
+    return hull.astype(np.float64)
+
+
+def structure_near_axis(
+    xyz: np.ndarray, axis: np.ndarray, ground: float, search_radius: float, *,
+    min_height_share: float = 0.15, grid: int = 48, top_percentile: float = 99.5,
+) -> Structure:
+    """The connected structure standing on (or next to) the axis, from the points within `search_radius` of it.
+
+    Points higher than `min_height_share` of the tallest structure nearby are rasterised on a ground
+    grid; the grid's connected blob on the axis (else the biggest one nearest to it) is the building,
+    so a neighbour separated by open ground is left out. Its convex hull, grown by a cell, is the
+    footprint.
+    """
+    axis = np.asarray(axis, dtype=np.float64).reshape(2)
+    d = np.linalg.norm(xyz[:, :2] - axis, axis=1)
+    near = xyz[d < search_radius]
+    if len(near) < 10:
+        raise ValueError(f"only {len(near)} points within {search_radius:.3g} of the orbit axis")
+    h = near[:, 2] - ground
+    tall = float(np.percentile(h, 99.0))
+    if tall <= 0:
+        raise ValueError("no structure above ground near the orbit axis")
+    elevated = near[h > min_height_share * tall]
+    if len(elevated) < 10:
+        raise ValueError(f"only {len(elevated)} points above ground near the orbit axis")
+    cell = 2.0 * search_radius / grid
+    ij = np.clip(((elevated[:, :2] - axis + search_radius) / cell).astype(int), 0, grid - 1)
+    occ = np.zeros((grid, grid), np.uint8)
+    occ[ij[:, 1], ij[:, 0]] = 1
+    # Sparse clouds leave holes between points: close them by one cell before looking for blobs.
+    occ = cv2.dilate(occ, np.ones((3, 3), np.uint8))
+    n, labels = cv2.connectedComponents(occ, connectivity=8)
+    lab = labels[ij[:, 1], ij[:, 0]]
+    counts = np.bincount(lab, minlength=n)
+    c0 = grid // 2
+    pick = int(labels[c0, c0]) if grid > 0 else 0
+    if pick == 0 or counts[pick] < 0.02 * len(elevated):
+        # Nothing on the axis itself (a courtyard, a gap in the cloud): the nearest substantial blob.
+        cand = [k for k in range(1, n) if counts[k] >= 0.05 * len(elevated)] or [int(np.argmax(counts[1:])) + 1]
+        dist = {k: np.min(np.linalg.norm(elevated[lab == k, :2] - axis, axis=1)) for k in cand}
+        pick = min(cand, key=lambda k: (dist[k], -counts[k]))
+    pts = elevated[lab == pick]
+    # Grow the hull by half a cell (the points sit inside their cells) and include the axis neighbourhood.
+    offsets = 0.5 * cell * np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]], np.float64)
+    hull = _hull((pts[:, None, :2] + offsets[None]).reshape(-1, 2))
+    top = float(np.percentile(pts[:, 2], top_percentile))
+    return Structure(hull, float(ground), max(top, ground + 1e-6), int(len(pts)))
