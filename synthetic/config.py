@@ -38,6 +38,11 @@ class SynthConfig:
     drone_fov_deg: float = 60.0
     drone_elevation_deg: list[float] = field(default_factory=lambda: [55.0, 25.0])  # first, last
     drone_radius_scale: list[float] = field(default_factory=lambda: [1.15, 0.85])   # x orbit_radius
+    # what the drone writes into each image's EXIF: gps_focal (GPS with noise + focal length, as a real
+    # drone does) or none (University-1652's drone images carry neither). Reconstruction reads only this.
+    drone_exif: str = "gps_focal"
+    drone_gps_noise_m: list[float] = field(default_factory=lambda: [2.0, 5.0])  # sigma: horizontal (per axis), vertical
+    geo_origin: list[float] = field(default_factory=lambda: [47.3763, 8.5477, 410.0])  # lat, lon, alt of ENU (0, 0, 0)
     # satellite: north-up orthographic tile centred on the building. Real tiles (University-1652 uses
     # Google Maps) are rarely straight down: tall buildings lean and show a slice of one or two
     # facades. Each tile draws an off-nadir angle from this range and a random azimuth; [0, 0] is nadir.

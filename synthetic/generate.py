@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from .camera import ORTHO_HEIGHT
 from .config import SynthConfig
+from .exif import EXIF_MODES, drone_exif, insert_exif
 from .geometry import SceneMesh, build_mesh, write_ply
 from .layout import Building, Layout, make_layout, rng_for
 from .render import Renderer
@@ -50,6 +51,14 @@ def check_config(cfg: SynthConfig) -> None:
     ona = cfg.satellite_off_nadir_deg
     if isinstance(ona, (list, tuple)) and len(ona) == 2 and not 0.0 <= ona[0] <= ona[1] < 60.0:
         problems.append(f"satellite_off_nadir_deg must be a [low, high] pair within [0, 60) degrees, got {ona!r}")
+    if cfg.drone_exif not in EXIF_MODES:
+        problems.append(f"drone_exif must be one of {EXIF_MODES}, got {cfg.drone_exif!r}")
+    gn = cfg.drone_gps_noise_m
+    if not isinstance(gn, (list, tuple)) or len(gn) != 2 or min(gn) < 0:
+        problems.append(f"drone_gps_noise_m must be a [horizontal, vertical] pair of sigmas >= 0, got {gn!r}")
+    go = cfg.geo_origin
+    if not isinstance(go, (list, tuple)) or len(go) != 3 or not (-90 < go[0] < 90 and -180 <= go[1] <= 180):
+        problems.append(f"geo_origin must be [latitude, longitude, altitude] in degrees and metres, got {go!r}")
     if not 1 <= cfg.jpeg_quality <= 100:
         problems.append("jpeg_quality must be within [1, 100]")
     for name in ("floors", "drone_elevation_deg", "drone_radius_scale", "street_fov_deg", "street_height_m",
@@ -83,7 +92,8 @@ def _folders(b: Building, view: str) -> list[str]:
 def plan_drone(cfg: SynthConfig, layout: Layout, b: Building, folders: list[str]) -> list[Shot]:
     cams = drone_cameras(cfg, b, Clearance(layout))
     lights = drone_lights(cfg, b)
-    return [Shot([f"{f}/image-{i + 1:02d}.jpeg" for f in folders], "drone", cam, light, b.id, b.id)
+    return [Shot([f"{f}/image-{i + 1:02d}.jpeg" for f in folders], "drone", cam, light, b.id, b.id,
+                 drone_exif(cfg, b.index, i, cam))
             for i, (cam, light) in enumerate(zip(cams, lights))]
 
 
@@ -153,7 +163,7 @@ def _render_batch(shots: list[Shot], root: str, quality: int) -> int:
         ok, buf = cv2.imencode(".jpg", frame.rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
         if not ok:
             raise RuntimeError(f"JPEG encoding failed for {s.paths[0]}")
-        data = buf.tobytes()
+        data = insert_exif(buf.tobytes(), s.exif)
         for p in s.paths:
             (Path(root) / p).write_bytes(data)
     return len(shots)

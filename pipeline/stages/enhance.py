@@ -9,7 +9,6 @@ from pathlib import Path
 
 from pipeline.cache import atomic_write_json, hash_files
 from pipeline.stage import Stage, StageContext, StageError
-from retrieval.grem import GREM_FILE, enhance_building, images_in, kept_quality, write_grem
 
 
 @functools.lru_cache(maxsize=2)
@@ -22,6 +21,8 @@ def _encoder(name: str, weights: str | None, device: str):
 
 def enhance_one(item_id: str, out: Path, tree: str, cfg: dict) -> dict:
     """GREM for one building (module-level so process pools and Ray can pickle it)."""
+    from retrieval.grem import enhance_building, images_in, write_grem  # here: a cached run never loads torch
+
     root = Path(tree)
     street = images_in(root / "train" / "street" / item_id)
     google = images_in(root / "train" / "google" / item_id)
@@ -33,6 +34,8 @@ def enhance_one(item_id: str, out: Path, tree: str, cfg: dict) -> dict:
 
 
 def run(ctx: StageContext) -> dict:
+    from retrieval.grem import GREM_FILE, images_in, kept_quality
+
     cfg = ctx.section
     tree = (ctx.input("data") / "tree").resolve()
     train = tree / "train"

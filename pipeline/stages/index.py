@@ -6,7 +6,6 @@ from pathlib import Path
 
 from pipeline.stage import Stage, StageContext, StageError
 from retrieval.paths import record_path
-from retrieval.search import INDEX_META, read_index_meta
 
 
 def find_checkpoint(train_dir: Path, name: str) -> Path:
@@ -24,7 +23,7 @@ def find_checkpoint(train_dir: Path, name: str) -> Path:
 def run(ctx: StageContext) -> dict:
     from retrieval.backbone import resolve_device
     from retrieval.model import load_checkpoint
-    from retrieval.search import index_tree
+    from retrieval.search import INDEX_META, index_tree, read_index_meta
 
     cfg = ctx.section
     # not resolved: WORKDIR/data/tree is recorded as `data/tree` and found again after a move

@@ -10,7 +10,6 @@ from pipeline.cache import atomic_write_json, hash_files, hash_json, read_json
 from pipeline.stage import Stage, StageContext, StageError
 from reconstruction.config import ReconstructConfig
 from reconstruction.meta import drone_meta
-from reconstruction.scene import reconstruct_scene
 from reconstruction.sfm import list_images
 from retrieval.paths import record_path
 
@@ -29,6 +28,8 @@ def reconstruct_one(item_id: str, out: Path, tree: str, cfg: dict, threads: int 
     rcfg = ReconstructConfig(**cfg)
     if rcfg.num_threads == -1 and threads > 0:
         rcfg = dataclasses.replace(rcfg, num_threads=threads)
+    from reconstruction.scene import reconstruct_scene  # here: a cached run never loads torch or open3d
+
     q = reconstruct_scene(drone, out, rcfg,
                           position_priors=meta.priors or None, intrinsics=meta.intrinsics or None,
                           ground_truth=meta.ground_truth)

@@ -13,7 +13,6 @@ import numpy as np
 from pipeline.cache import hash_files, hash_json
 from pipeline.stage import Stage, StageContext, StageError
 from reconstruction.config import RenderConfig
-from reconstruction.render import render_building
 
 log = logging.getLogger("skylink")
 
@@ -21,6 +20,8 @@ log = logging.getLogger("skylink")
 def render_one(item_id: str, out: Path, scenes: str, cfg: dict, tree: str | None = None) -> dict:
     """Render one building (module-level so process pools and Ray can pickle it), then, where the
     dataset has ground truth, measure the renders' silhouette coverage into `quality.json`."""
+    from reconstruction.render import render_building  # here: a cached run never loads torch
+
     summary = render_building(Path(scenes) / item_id, out, RenderConfig(**cfg))
     result = {"points": {k: v["points"] for k, v in summary["scales"].items()},
               "coverage": {k: v["coverage"] for k, v in summary["scales"].items()},

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from pipeline.stage import Stage, StageContext, StageError
 from retrieval.paths import record_path
-from retrieval.train import FINAL, HISTORY, train
 
 
 def _input_or_none(ctx: StageContext, name: str, wanted: bool) -> Path | None:
@@ -29,6 +28,8 @@ def _input_or_none(ctx: StageContext, name: str, wanted: bool) -> Path | None:
 
 
 def _torchrun(ctx: StageContext, tree: Path, renders: Path | None, grem: Path | None, resume: bool) -> Path:
+    from retrieval.train import FINAL
+
     cfg = ctx.section
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.nproc_per_node}",
            "-m", "retrieval.train", "--data", str(tree), "--out", str(ctx.out)]
@@ -49,6 +50,8 @@ def _torchrun(ctx: StageContext, tree: Path, renders: Path | None, grem: Path | 
 
 
 def run(ctx: StageContext) -> dict:
+    from retrieval.train import HISTORY, train  # here: a cached run never loads torch
+
     cfg = ctx.section
     tree = (ctx.input("data") / "tree").resolve()
     if not tree.is_dir():
