@@ -167,45 +167,53 @@ def _hull(xy: np.ndarray) -> np.ndarray:
 
 def structure_near_axis(
     xyz: np.ndarray, axis: np.ndarray, ground: float, search_radius: float, *,
-    min_height_share: float = 0.15, grid: int = 48, top_percentile: float = 99.5,
+    core_share: float = 0.5, min_height_share: float = 0.15, grid: int = 48, top_percentile: float = 99.5,
 ) -> Structure:
     """The connected structure standing on (or next to) the axis, from the points within `search_radius` of it.
 
-    Points higher than `min_height_share` of the tallest structure nearby are rasterised on a ground
-    grid; the grid's connected blob on the axis (else the biggest one nearest to it) is the building,
-    so a neighbour separated by open ground is left out. Its convex hull, grown by a cell, is the
-    footprint.
+    The points' highest level per cell of a ground grid is a coarse DSM. Its cells above `core_share`
+    of the building's height (the tallest points within 0.4 search radii of the axis), closed and
+    opened by a cell, make solid blobs: the one on the axis, else the biggest one nearest to it, is
+    the building, with the lower cells (above `min_height_share`) along its rim. Trees and neighbours
+    across open ground or touching it by a thin bridge are left out. The footprint is the convex hull
+    of the structure's points, grown by half a cell.
     """
     axis = np.asarray(axis, dtype=np.float64).reshape(2)
     d = np.linalg.norm(xyz[:, :2] - axis, axis=1)
     near = xyz[d < search_radius]
     if len(near) < 10:
         raise ValueError(f"only {len(near)} points within {search_radius:.3g} of the orbit axis")
-    h = near[:, 2] - ground
-    tall = float(np.percentile(h, 99.0))
+    central = near[np.linalg.norm(near[:, :2] - axis, axis=1) < 0.4 * search_radius]
+    tall = float(np.percentile((central if len(central) >= 10 else near)[:, 2] - ground, 99.0))
     if tall <= 0:
         raise ValueError("no structure above ground near the orbit axis")
-    elevated = near[h > min_height_share * tall]
+    elevated = near[near[:, 2] - ground > min_height_share * tall]
     if len(elevated) < 10:
         raise ValueError(f"only {len(elevated)} points above ground near the orbit axis")
     cell = 2.0 * search_radius / grid
     ij = np.clip(((elevated[:, :2] - axis + search_radius) / cell).astype(int), 0, grid - 1)
-    occ = np.zeros((grid, grid), np.uint8)
-    occ[ij[:, 1], ij[:, 0]] = 1
-    # Sparse clouds leave holes between points: close them by one cell before looking for blobs.
-    occ = cv2.dilate(occ, np.ones((3, 3), np.uint8))
-    n, labels = cv2.connectedComponents(occ, connectivity=8)
-    lab = labels[ij[:, 1], ij[:, 0]]
-    counts = np.bincount(lab, minlength=n)
-    c0 = grid // 2
-    pick = int(labels[c0, c0]) if grid > 0 else 0
+    dsm = np.zeros((grid, grid), np.float64)
+    np.maximum.at(dsm, (ij[:, 1], ij[:, 0]), elevated[:, 2] - ground)
+    # Sparse clouds leave holes between points: close them; then an opening cuts the thin bridges
+    # to trees and neighbours that touch the building, which stays a solid blob.
+    k3 = np.ones((3, 3), np.uint8)
+    core = cv2.morphologyEx((dsm > core_share * tall).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    opened = cv2.morphologyEx(core, cv2.MORPH_OPEN, k3)
+    core = opened if opened.any() else core
+    n, labels = cv2.connectedComponents(core, connectivity=8)
+    if n < 2:
+        raise ValueError("no structure above half the building's height near the orbit axis")
+    counts = np.bincount(labels[ij[:, 1], ij[:, 0]], minlength=n)
+    pick = int(labels[grid // 2, grid // 2])
     if pick == 0 or counts[pick] < 0.02 * len(elevated):
         # Nothing on the axis itself (a courtyard, a gap in the cloud): the nearest substantial blob.
-        cand = [k for k in range(1, n) if counts[k] >= 0.05 * len(elevated)] or [int(np.argmax(counts[1:])) + 1]
-        dist = {k: np.min(np.linalg.norm(elevated[lab == k, :2] - axis, axis=1)) for k in cand}
+        cand = [k for k in range(1, n) if counts[k] >= 0.05 * counts[1:].sum()] or [int(np.argmax(counts[1:])) + 1]
+        rows, cols = np.mgrid[0:grid, 0:grid]
+        dist = {k: np.hypot(rows[labels == k] - grid // 2, cols[labels == k] - grid // 2).min() for k in cand}
         pick = min(cand, key=lambda k: (dist[k], -counts[k]))
-    pts = elevated[lab == pick]
-    # Grow the hull by half a cell (the points sit inside their cells) and include the axis neighbourhood.
+    # The blob and the lower cells along its rim (walls' lower rows, eaves, a lower wing's edge).
+    mask = cv2.dilate((labels == pick).astype(np.uint8), k3).astype(bool) & (dsm > 0)
+    pts = elevated[mask[ij[:, 1], ij[:, 0]]]
     offsets = 0.5 * cell * np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]], np.float64)
     hull = _hull((pts[:, None, :2] + offsets[None]).reshape(-1, 2))
     top = float(np.percentile(pts[:, 2], top_percentile))

@@ -21,22 +21,11 @@ OTHER_COLOUR = (0.55, 0.55, 0.55)
 
 def load_cameras(scene_dir: Path) -> list[dict]:
     """Registered cameras of the scene's COLMAP model (`sparse/`): name, K, cam_from_world 3x4, size."""
-    import pycolmap
+    from reconstruction.framing import registered_cameras
 
-    sparse = Path(scene_dir) / "sparse"
-    if (sparse / "0" / "cameras.bin").exists() and not (sparse / "cameras.bin").exists():
-        sparse = sparse / "0"
-    if not (sparse / "cameras.bin").exists() and not (sparse / "cameras.txt").exists():
-        log.warning("%s: no COLMAP model; showing the points without cameras", sparse)
-        return []
-    rec = pycolmap.Reconstruction(str(sparse))
-    cams = []
-    for im in sorted(rec.images.values(), key=lambda im: im.name):
-        if not im.has_pose:
-            continue
-        cam = rec.cameras[im.camera_id]
-        cams.append({"name": im.name, "K": np.asarray(cam.calibration_matrix()), "width": cam.width,
-                     "height": cam.height, "cam_from_world": np.asarray(im.cam_from_world().matrix())})
+    cams = registered_cameras(scene_dir)
+    if not cams:
+        log.warning("%s: no COLMAP model; showing the points without cameras", Path(scene_dir) / "sparse")
     return cams
 
 
