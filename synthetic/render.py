@@ -66,10 +66,13 @@ CHUNK = 1 << 16
 class Renderer:
     """Holds the raycasting scene and the shader of one world."""
 
-    def __init__(self, mesh: SceneMesh, layout: Layout, seed: int, shadows: bool = True) -> None:
+    def __init__(self, mesh: SceneMesh, layout: Layout, seed: int, shadows: bool = True, threads: int = 0) -> None:
+        """`threads`: ray-casting threads (0: open3d's choice, all cores). A pool with one process
+        per core passes 1: threads on top of processes only contend for the same cores."""
         self.mesh = mesh
         self.shadows = shadows
-        self.scene = o3d.t.geometry.RaycastingScene()
+        self.threads = int(threads)
+        self.scene = o3d.t.geometry.RaycastingScene(nthreads=self.threads)
         n = len(mesh.tris)
         verts = o3d.core.Tensor(np.ascontiguousarray(mesh.tris.reshape(-1, 3), np.float32))
         idx = o3d.core.Tensor(np.arange(3 * n, dtype=np.uint32).reshape(n, 3))
@@ -78,7 +81,9 @@ class Renderer:
                              layout.ground_classes, layout.ground_origin)
 
     def cast(self, rays: np.ndarray) -> Hits:
-        ans = self.scene.cast_rays(o3d.core.Tensor(rays))
+        # a few thousand rays (the planner's visibility checks) take longer to hand out to threads
+        # than to trace on one
+        ans = self.scene.cast_rays(o3d.core.Tensor(rays), nthreads=self.threads if len(rays) > 8192 else 1)
         t = ans["t_hit"].numpy()
         hit = np.isfinite(t)
         return Hits(t, ans["primitive_ids"].numpy(), ans["primitive_uvs"].numpy(),
@@ -144,7 +149,7 @@ class Renderer:
             else:
                 fp = f32(1.0 / cam.K[0, 0]) / cos_i
             albedo = self.shader.albedo(self.mesh.mat[prim], uv, self.mesh.aux[prim], fp)
-            lambert = np.maximum(nrm @ sun, f32(0))
+            lambert = np.maximum(np.einsum("nc,c->n", nrm, sun), f32(0))  # not BLAS: see camera._rotate
             if self.shadows:
                 lit = np.nonzero(lambert > 0)[0]
                 if len(lit):
@@ -152,7 +157,7 @@ class Renderer:
                     srays = np.empty((len(lit), 6), f32)
                     srays[:, :3] = P + nrm[lit] * f32(0.03) + sun * f32(0.02)
                     srays[:, 3:] = sun
-                    occ = self.scene.test_occlusions(o3d.core.Tensor(srays)).numpy()
+                    occ = self.scene.test_occlusions(o3d.core.Tensor(srays), nthreads=self.threads).numpy()
                     lambert[lit[occ]] = 0.0
             shade = f32(light.ambient) * (f32(0.7) + f32(0.3) * nrm[:, 2]) + f32((1 - light.ambient) * 1.25) * lambert
             col = albedo * shade[:, None]
@@ -190,5 +195,5 @@ class Renderer:
         cover = np.clip(c - 0.3, 0, 1)[:, None] * (d[:, 2] > 0)[:, None]
         col = col * (1 - cover) + np.float32(0.95) * cover
         # sun glow
-        glow = np.clip(d @ light.sun, 0, 1) ** 40
+        glow = np.clip(np.einsum("nc,c->n", d, light.sun), 0, 1) ** 40
         return (col + 0.3 * glow[:, None]).astype(np.float32)
