@@ -76,8 +76,8 @@ def similarity_neighbours(ids: Sequence[str], street: np.ndarray, satellite: np.
 
 
 @torch.no_grad()
-def embed_for_similarity(embed: Callable[[list[Path], str], torch.Tensor], ids: Sequence[str],
-                         street: Sequence[Path], satellite: Sequence[Path], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def embed_for_similarity(embed: Callable[[list[Path], str], torch.Tensor], street: Sequence[Path],
+                         satellite: Sequence[Path], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """(street, satellite) embeddings, one un-augmented image each per building, by `embed(paths, branch)`."""
     def run(paths: Sequence[Path], branch: str) -> np.ndarray:
         return torch.cat([embed(list(paths[i:i + batch_size]), branch).float().cpu()

@@ -1,6 +1,10 @@
 """Training of the SkyLink network: street, satellite and cached 3D-render features aligned with
 cross-view and self-supervised InfoNCE (one sample per building per batch).
 
+Where things are: the batches (flown buildings gathered, hard negatives) come from
+`retrieval.sampling.BatchPlanner`, the loss is `retrieval.losses.skylink_loss`, one epoch is
+`train_one_epoch`; `_train` wires data, model, optimizer, checkpoints and validation.
+
 `train(data_root, out, cfg, renders=..., grem=...)` writes a checkpoint each epoch into
 `out/checkpoints/` (model, optimizer, scheduler, RNG state, resolved config; atomically), TensorBoard
 scalars into `out/tb/`, per-epoch numbers into `out/history.json` and the final `out/model.pt`.
@@ -276,7 +280,7 @@ def _similarity_neighbours(model: SkyLinkModel, buildings: dict[str, Building], 
             size = model.branch_image_size(branch, cfg.image_size)
             return model.embed(eval_images(paths, size, cache).to(device), branch)
 
-        street, sat = embed_for_similarity(embed, ids, [buildings[b].street[0] for b in ids],
+        street, sat = embed_for_similarity(embed, [buildings[b].street[0] for b in ids],
                                            [buildings[b].satellite for b in ids])
         nb[0] = similarity_neighbours(ids, street, sat, cfg.hard_negative_pool)
         model.train()
@@ -371,6 +375,35 @@ def train_one_epoch(model: torch.nn.Module, loader: Any, optimizer: torch.optim.
     return record, global_step
 
 
+def _resume(out: Path, run_key: str, model: SkyLinkModel, optimizer: torch.optim.Optimizer, scheduler: Any,
+            scaler: torch.amp.GradScaler) -> tuple[int, list[dict], Path | None]:
+    """(start epoch, history, last checkpoint) from the newest epoch checkpoint of the same run."""
+    ckpts = _epoch_checkpoints(out)
+    if not ckpts:
+        return 0, [], None
+    state = torch.load(ckpts[-1], map_location="cpu", weights_only=False)
+    if state.get("run_key") != run_key:
+        logger.warning("%s: checkpoints belong to another config or dataset; starting afresh", out / CKPT_DIR)
+        return 0, [], None
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    _set_rng_state(state["rng"])
+    logger.info("resuming from %s (epoch %d)", ckpts[-1], int(state["epoch"]))
+    return int(state["epoch"]), list(state["history"]), ckpts[-1]
+
+
+def _save_epoch(out: Path, epoch: int, keep: int, history: list[dict], state: dict) -> Path:
+    """Write epoch_NNN.pt (atomically) and history.json; drop checkpoints beyond the newest `keep`."""
+    path = out / CKPT_DIR / f"epoch_{epoch:03d}.pt"
+    _atomic_save({**state, "epoch": epoch, "history": history}, path)
+    for old in _epoch_checkpoints(out)[: -max(1, keep)]:
+        old.unlink(missing_ok=True)
+    _atomic_json(history, out / HISTORY)
+    return path
+
+
 def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None, grem: Path | None,
            resume: bool, max_epochs_this_run: int | None, progress: bool) -> Path:
     device = resolve_device(cfg.device)
@@ -411,20 +444,8 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
-    start_epoch, history, last_ckpt = 0, [], None
-    ckpts = _epoch_checkpoints(out)
-    if resume and ckpts:
-        state = torch.load(ckpts[-1], map_location="cpu", weights_only=False)
-        if state.get("run_key") == run_key:
-            base.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            _set_rng_state(state["rng"])
-            start_epoch, history, last_ckpt = int(state["epoch"]), list(state["history"]), ckpts[-1]
-            logger.info("resuming from %s (epoch %d/%d)", ckpts[-1], start_epoch, cfg.epochs)
-        else:
-            logger.warning("%s: checkpoints belong to another config or dataset; starting afresh", out / CKPT_DIR)
+    start_epoch, history, last_ckpt = (_resume(out, run_key, base, optimizer, scheduler, scaler) if resume
+                                       else (0, [], None))
     if start_epoch == 0 and dd.main:
         dd_barrier_safe_cleanup(out)
     dd.barrier()
@@ -484,15 +505,10 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
             logger.info("epoch %d/%d: loss %.4f, T %.4f, %.1f images/s%s", epoch + 1, cfg.epochs,
                         record["loss_total"], record["temperature"], record["images_per_s"],
                         f", val R@1 {record['val_r1']:.3f}" if "val_r1" in record else "")
-            path = out / CKPT_DIR / f"epoch_{epoch + 1:03d}.pt"
-            _atomic_save({"model": base.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": _rng_state(),
-                          "epoch": epoch + 1, "history": history, "config": resolved, "run_key": run_key,
-                          "meta": _meta(train_ids, val_ids, dd.world, device)}, path)
-            for old in _epoch_checkpoints(out)[: -max(1, cfg.keep_checkpoints)]:
-                old.unlink(missing_ok=True)
-            _atomic_json(history, out / HISTORY)
-            last_ckpt = path
+            last_ckpt = _save_epoch(out, epoch + 1, cfg.keep_checkpoints, history, {
+                "model": base.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "rng": _rng_state(), "config": resolved, "run_key": run_key,
+                "meta": _meta(train_ids, val_ids, dd.world, device)})
         dd.barrier()
     if writer is not None:
         writer.close()
