@@ -86,11 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--region", type=Path, required=True, help="University-1652-layout folder of the region")
 
-    p = sub.add_parser("inspect", help="open a building's point cloud with camera frustums in Open3D")
+    p = sub.add_parser("inspect", help="open a building's point cloud in Open3D, framed on the building")
     _common(p)
     p.add_argument("building", help="building id, e.g. 0003")
     p.add_argument("--scale", type=int, default=1, choices=(1, 2, 3), help="which altitude scale (default 1)")
     p.add_argument("--screenshot", type=Path, default=None, help="render a PNG headless instead of opening a window")
+    p.add_argument("--frustums", action="store_true", help="draw the camera frustums (the view pulls back to hold them)")
+    p.add_argument("--sparse", action="store_true", help="show the sparse cloud beside the dense one")
+    p.add_argument("--mesh", action="store_true", help="show the mesh (mesh.ply) beside the clouds, where one was built")
 
     p = sub.add_parser("export-answer", help="write the UAVM2025 submission answer.zip from the evaluate stage")
     _common(p)
@@ -162,7 +165,8 @@ def _dispatch(args) -> int:
     if cmd == "rebuild-3d":
         return commands.rebuild_3d(cfg, workdir, args.region)
     if cmd == "inspect":
-        return commands.inspect(workdir, args.building, args.scale, args.screenshot)
+        return commands.inspect(workdir, args.building, args.scale, args.screenshot, frustums=args.frustums,
+                                sparse=args.sparse, mesh=args.mesh)
     if cmd == "export-answer":
         return commands.export_answer(workdir, args.out)
     if cmd == "ablate":

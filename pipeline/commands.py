@@ -103,7 +103,8 @@ def rebuild_3d(cfg: Config, workdir: Path, region: Path) -> int:
     return 0
 
 
-def inspect(workdir: Path, building: str, scale: int, screenshot: Path | None) -> int:
+def inspect(workdir: Path, building: str, scale: int, screenshot: Path | None, frustums: bool = False,
+            sparse: bool = False, mesh: bool = False) -> int:
     from reconstruction.inspect import inspect as open_scene
 
     scene = Path(workdir) / "reconstruct" / building
@@ -111,7 +112,7 @@ def inspect(workdir: Path, building: str, scale: int, screenshot: Path | None) -
         m = read_json(Path(workdir) / "reconstruct" / MANIFEST) or {}
         known = ", ".join(k for k, v in m.get("items", {}).items() if v.get("status") == "ok") or "none"
         raise FileNotFoundError(f"{scene}: no reconstruction of building {building} (reconstructed: {known})")
-    open_scene(scene, scale=scale, screenshot=screenshot)
+    open_scene(scene, scale=scale, screenshot=screenshot, frustums=frustums, sparse=sparse, mesh=mesh)
     if screenshot:
         print(f"screenshot: {screenshot}")
     return 0

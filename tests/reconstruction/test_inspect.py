@@ -54,16 +54,59 @@ def test_geometries_hold_the_points_and_one_frustum_per_camera(scene):
         scene_geometries(scene, scale=7)
 
 
-def test_splat_screenshot(scene, tmp_path):
+def building_mask(img: np.ndarray) -> np.ndarray:
+    """Pixels showing the box building: its red roof or its sand walls (BGR)."""
+    b, g, r = (img[..., i].astype(int) for i in range(3))
+    roof = (r > 150) & (g < 90) & (b < 90)
+    walls = (r > 180) & (g > 170) & (b > 110) & (b < 200) & (r - b > 40)
+    return roof | walls
+
+
+def building_share(img: np.ndarray) -> float:
+    return float(building_mask(img).mean())
+
+
+def building_span(img: np.ndarray) -> float:
+    """The larger share of the image's width or height that the building's pixels span (1st-99th percentile)."""
+    rows, cols = np.nonzero(building_mask(img))
+    if not len(rows):
+        return 0.0
+    h, w = img.shape[:2]
+    return max(np.ptp(np.percentile(cols, [1, 99])) / w, np.ptp(np.percentile(rows, [1, 99])) / h)
+
+
+def test_splat_screenshot_frames_the_building(scene, tmp_path):
     out = tmp_path / "shot.png"
     facts = inspect(scene, scale=1, screenshot=out, size=(320, 240), backend="splat")
-    assert facts["backend"] == "splat" and facts["cameras"] == N_CAMERAS
+    assert facts["backend"] == "splat" and facts["cameras"] == N_CAMERAS and facts["panels"] == ["points scale 1"]
     img = cv2.imread(str(out))
     assert img.shape == (240, 320, 3)
-    drawn = (img < 250).any(-1)
-    assert 0.01 < drawn.mean() < 0.8  # the building and frustums, on white
+    # Framed on the building: it fills a good share of the picture, not a small cluster in the middle.
+    assert building_share(img) > 0.15 and building_span(img) > 0.55
+
+
+def test_frustums_and_sparse_panels(scene, tmp_path):
+    out = tmp_path / "frustums.png"
+    facts = inspect(scene, scale=1, screenshot=out, size=(320, 240), backend="splat", frustums=True, sparse=True,
+                    mesh=True)
+    assert facts["panels"] == ["points scale 1"]  # no sparse_scale1.ply nor mesh.ply: shown alone
+    img = cv2.imread(str(out))
+    # Pulled back to hold the cameras: the building is smaller, the red scale-1 frustums are drawn.
+    assert 0.01 < building_share(img) and building_span(img) < 0.5
     red = (img[..., 2] > 150) & (img[..., 1] < 80) & (img[..., 0] < 80)
     assert red.sum() > 20  # roof points and the scale-1 frustums are red
+    # A dense cloud beside its sparse one: two panels side by side.
+    import shutil
+
+    shutil.copy(scene / "scale1.ply", scene / "sparse_scale1.ply")
+    try:
+        facts = inspect(scene, scale=1, screenshot=out, size=(320, 240), backend="splat", sparse=True)
+    finally:
+        (scene / "sparse_scale1.ply").unlink()
+    assert facts["panels"] == ["dense scale 1", "sparse scale 1"]
+    img = cv2.imread(str(out))
+    assert img.shape == (240, 320, 3)
+    assert building_span(img[:, :160]) > 0.5 and building_span(img[:, 160:]) > 0.5
 
 
 def test_open3d_offscreen_screenshot(scene, tmp_path):
