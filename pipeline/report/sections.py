@@ -234,20 +234,24 @@ def reconstruction(ctx: ReportContext) -> str:
     html = caption(f"{len(ok_ids)} of {len(rows)} buildings reconstructed" + (f", {n_failed} failed" if n_failed else "")
                    + "; errors against the synthetic ground truth after a similarity alignment.")
     html += table(rows, cols, row_class="cls")
+    html += geometry_quality(ctx, ok_ids)
     if not ctx.cfg.snapshots:
         return html + note("point-cloud snapshots are off (report.snapshots: false)")
     figs, problems = [], []
     for bid in ok_ids[: ctx.cfg.max_buildings]:
         d = ctx.workdir / "reconstruct" / bid
         try:  # one unreadable cloud costs its snapshot, not the section
-            clouds = {f"scale {k}": read_ply(d / f"scale{k}.ply") for k in _scales(d)}
+            clouds = cloud_panels(d)
         except (ValueError, OSError, RuntimeError, Missing) as e:
             problems.append(f"building {bid}: no snapshot ({e})")
             continue
         if not clouds:
             continue
         path = plots.plot_point_clouds(clouds, ctx.img(f"cloud_{bid}.png"))
-        figs.append(figure(ctx.rel(path), f"building {bid}: point cloud per scale (oblique view, colours from the drone images)"))
+        dense = any(k.startswith("dense") for k in clouds)
+        figs.append(figure(ctx.rel(path), f"building {bid}: " + (
+            "dense cloud beside the sparse one, all scales (oblique view, colours from the drone images)" if dense
+            else "point cloud per scale (oblique view, colours from the drone images)")))
     html += "<h3>Point clouds per scale</h3>"
     html += grid(figs, 620) if figs else note("no scale{k}.ply point clouds found in the reconstruct dir")
     html += "".join(note(p) for p in problems)
@@ -256,7 +260,78 @@ def reconstruction(ctx: ReportContext) -> str:
     return html
 
 
+def cloud_panels(d: Path) -> dict[str, tuple]:
+    """Snapshot panels of one reconstruction: the dense cloud (all scales) beside the sparse one where the
+    reconstruction kept them apart (`sparse_scale{k}.ply`), else one panel per scale."""
+    scales = _scales(d)
+    sparse = [d / f"sparse_scale{k}.ply" for k in scales if (d / f"sparse_scale{k}.ply").is_file()]
+    if not sparse:
+        return {f"scale {k}": read_ply(d / f"scale{k}.ply") for k in scales}
+
+    def union(paths: list[Path]) -> tuple:
+        parts = [read_ply(p) for p in paths]
+        return np.concatenate([x for x, _ in parts]), np.concatenate([c for _, c in parts])
+
+    return {"dense": union([d / f"scale{k}.ply" for k in scales]), "sparse": union(sparse)}
+
+
+def geometry_quality(ctx: ReportContext, ids: list[str]) -> str:
+    """Accuracy / completeness of the dense and sparse clouds against the ground-truth mesh (quality.json's
+    `ground_truth.geometry`), where the reconstruct stage measured them."""
+    rows = []
+    taus: list[str] = []
+    for bid in ids:
+        q = read_json(ctx.workdir / "reconstruct" / bid / "quality.json") or {}
+        geo = (q.get("ground_truth") or {}).get("geometry") or {}
+        for cloud in ("dense", "sparse"):
+            g = geo.get(cloud)
+            if not isinstance(g, dict):
+                continue
+            row = {"building": bid, "cloud": cloud, "points": g.get("points")}
+            for part in ("accuracy", "completeness", "completeness_facades"):
+                for tau, v in (g.get(part) or {}).items():
+                    row[f"{part}@{tau}"] = _pct(v)
+                    taus = taus if tau in taus else taus + [tau]
+            rows.append(row)
+    if not rows:
+        return ""
+    taus = sorted(taus, key=float)
+    cols = [Col("building", "building", text=True), Col("cloud", "cloud", text=True), Col("points", "points", digits=0)]
+    for part, title in (("accuracy", "accuracy"), ("completeness", "completeness"), ("completeness_facades", "facades")):
+        cols += [Col(f"{title} @{100 * float(t):g}%", f"{part}@{t}") for t in taus]
+    html = "<h3>Geometry against the ground truth</h3>"
+    html += caption("accuracy: share of the cloud's points within tau of the scene mesh; completeness: share of the "
+                    "building's surface (facades: its near-vertical faces) within tau of the cloud; "
+                    "tau in % of the building's size.")
+    return html + table(rows, nonempty(cols, rows, keep=("building", "cloud")))
+
+
 # --- renders and priors ----------------------------------------------------------------------------
+
+def silhouette_table(ctx: ReportContext, ids: list[str]) -> str:
+    """Share of each building's true silhouette its render views cover (render/<id>/quality.json), per scale."""
+    rows, scales = [], set()
+    for bid in ids:
+        q = (read_json(ctx.workdir / "render" / bid / "quality.json") or {}).get("silhouette_coverage") or {}
+        per = q.get("scales") or {}
+        if not per:
+            continue
+        row = {"building": bid, "fill": _pct(q.get("fill_median"), 0), "in_frame": _pct(q.get("in_frame_min"), 0)}
+        for k, v in per.items():
+            row[f"med{k}"], row[f"min{k}"] = _pct(v.get("median"), 0), _pct(v.get("min"), 0)
+            scales.add(k)
+        rows.append(row)
+    if not rows:
+        return ""
+    cols = [Col("building", "building", text=True)]
+    for k in sorted(scales, key=int):
+        cols += [Col(f"scale {k} median", f"med{k}"), Col(f"scale {k} min", f"min{k}")]
+    cols += [Col("in frame (min)", "in_frame"), Col("frame filled (median)", "fill")]
+    return ("<h3>Silhouette coverage</h3>" + caption(
+        "share of the building's true silhouette (the ground-truth mesh ray-cast from each render camera, parts "
+        "outside the frame included) covered by rendered points, over the views of each scale; in frame: the "
+        "share of the silhouette inside the image; frame filled: the share of the image the building occupies.")
+        + table(rows, cols))
 
 def renders(ctx: ReportContext) -> str:
     m = ctx.manifest("render")
@@ -295,7 +370,7 @@ def renders(ctx: ReportContext) -> str:
     html += grid(figs, 760)
     if len(ok) > ctx.cfg.render_buildings:
         html += caption(f"first {ctx.cfg.render_buildings} of {len(ok)} rendered buildings shown (report.render_buildings)")
-    return html
+    return html + silhouette_table(ctx, ok)
 
 
 # --- GREM ------------------------------------------------------------------------------------------
