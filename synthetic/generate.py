@@ -151,9 +151,10 @@ def plan_shots(cfg: SynthConfig, layout: Layout, renderer: Renderer) -> list[Sho
 _WORKER: dict = {}
 
 
-def _init_worker(mesh: SceneMesh, layout: Layout, seed: int, shadows: bool) -> None:
-    # one renderer per process; open3d's scene cannot be pickled, its inputs can
-    _WORKER["renderer"] = Renderer(mesh, layout, seed, shadows)
+def _init_worker(mesh: SceneMesh, layout: Layout, seed: int, shadows: bool, threads: int = 0) -> None:
+    # one renderer per process; open3d's scene cannot be pickled, its inputs can. Pool workers
+    # trace on one thread each: the pool already has a process per core
+    _WORKER["renderer"] = Renderer(mesh, layout, seed, shadows, threads)
 
 
 def _render_batch(shots: list[Shot], root: str, quality: int) -> int:
@@ -188,7 +189,7 @@ def render_shots(shots: list[Shot], root: Path, cfg: SynthConfig, mesh: SceneMes
         _WORKER.clear()
     else:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                 initargs=(mesh, layout, cfg.seed, cfg.shadows)) as pool:
+                                 initargs=(mesh, layout, cfg.seed, cfg.shadows, 1)) as pool:
             futs = [pool.submit(_render_batch, c, str(root), cfg.jpeg_quality) for c in chunks]
             for f in futs:
                 bar.update(f.result())
