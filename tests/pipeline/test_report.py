@@ -291,3 +291,20 @@ def test_page_renders_with_its_images_in_chromium(full_report, tmp_path):
     assert result["n"] == n_expected > 10
     assert result["bad"] == []
     assert result["width"] <= 1200  # no horizontal overflow at a laptop width
+
+
+def test_geometry_and_silhouette_tables_and_their_absence(tmp_path):
+    from pipeline.report.sections import ReportContext, geometry_quality, silhouette_table
+
+    ctx = ReportContext(tmp_path, tmp_path / "site", ReportConfig())
+    assert geometry_quality(ctx, ["0001"]) == "" and silhouette_table(ctx, ["0001"]) == ""
+    part = {"points": 900, "accuracy": {"0.01": 0.95, "0.005": 0.8}, "completeness": {"0.01": 0.97},
+            "completeness_facades": {"0.01": 0.96}}
+    atomic_write_json(tmp_path / "reconstruct" / "0001" / "quality.json",
+                      {"ground_truth": {"geometry": {"dense": part, "sparse": part | {"points": 90}}}})
+    atomic_write_json(tmp_path / "render" / "0001" / "quality.json", {"silhouette_coverage": {
+        "fill_median": 0.41, "in_frame_min": 1.0, "scales": {"1": {"median": 0.97, "min": 0.951}}}})
+    geo = geometry_quality(ctx, ["0001", "0002"])
+    assert "accuracy @0.5%" in geo and "facades @1%" in geo and geo.count("<tr") == 3  # header + dense + sparse
+    sil = silhouette_table(ctx, ["0001"])
+    assert "scale 1 median" in sil and "97%" in sil and "95%" in sil
