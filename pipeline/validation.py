@@ -134,6 +134,7 @@ RULES: dict[str, Rule] = {
     "synth.trees_per_building": integer(0),
     "synth.cars_per_building": integer(0),
     "synth.drone_images": integer(3, 99),          # SfM needs 3; names run image-01 ... image-99
+    "synth.test_drone_images": optional(integer(1, 99)),   # test buildings' drone queries (null: drone_images)
     "synth.drone_groups": integer(1),
     "synth.drone_size": PIXELS,
     "synth.drone_fov_deg": number(0, 180, True, True),
@@ -150,6 +151,7 @@ RULES: dict[str, Rule] = {
     "synth.satellite_off_nadir_deg": pair(number(0, 60, hi_open=True)),
     "synth.street_size": PIXELS,
     "synth.street_per_building": integer(1),
+    "synth.test_street_per_building": optional(integer(1)),  # null: street_per_building
     "synth.street_fov_deg": pair(number(0, 180, True, True)),
     "synth.street_height_m": pair(number(0)),
     "synth.google_per_building": integer(0),
@@ -350,6 +352,10 @@ CROSS_RULES: list[CrossRule] = [
         f"synth.drone_images: {c.synth.drone_images} is not allowed (allowed: a multiple of synth.drone_groups = "
         f"{c.synth.drone_groups}, at least 3 per group)"
         if c.synth.drone_images % c.synth.drone_groups or c.synth.drone_images < 3 * c.synth.drone_groups else None)),
+    CrossRule(("synth.test_drone_images", "synth.drone_groups"), lambda c: (
+        f"synth.test_drone_images: {c.synth.test_drone_images} is not allowed (allowed: a multiple of "
+        f"synth.drone_groups = {c.synth.drone_groups}, or null)"
+        if c.synth.test_drone_images is not None and c.synth.test_drone_images % c.synth.drone_groups else None)),
     CrossRule(("render.scales", "reconstruct.n_scales"), lambda c: (
         f"render.scales: {list(c.render.scales)} is out of range (allowed: scales 1..reconstruct.n_scales = "
         f"{c.reconstruct.n_scales})" if max(c.render.scales) > c.reconstruct.n_scales else None)),

@@ -33,6 +33,9 @@ class SynthConfig:
     cars_per_building: int = 8
     # drone: a descending spiral looking at the building centre, one turn per altitude group
     drone_images: int = 54      # a multiple of drone_groups; named image-01.jpeg ...
+    # drone images per test building (None: drone_images), on the same spiral: the drone->satellite
+    # queries, cheaper where a test split of many buildings is wanted
+    test_drone_images: int | None = None
     drone_groups: int = 3
     drone_size: int = 256
     drone_fov_deg: float = 60.0
@@ -52,6 +55,9 @@ class SynthConfig:
     # street: ground-level, narrow, often occluded, building not always centred
     street_size: int = 256
     street_per_building: int = 3
+    # street views per test building (None: street_per_building): more street queries without a larger
+    # training set
+    test_street_per_building: int | None = None
     street_fov_deg: list[float] = field(default_factory=lambda: [35.0, 55.0])
     street_height_m: list[float] = field(default_factory=lambda: [1.5, 2.5])
     # google: extra street-level images, a share of which show other buildings

@@ -12,7 +12,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -41,6 +41,12 @@ def check_config(cfg: SynthConfig) -> None:
                         f"({cfg.drone_groups})")
     if cfg.drone_images > 99:
         problems.append("drone_images must be at most 99 (names image-01 ... image-99)")
+    td = cfg.test_drone_images
+    if td is not None and not (cfg.drone_groups <= td <= 99 and td % max(1, cfg.drone_groups) == 0):
+        problems.append(f"test_drone_images ({td}) must be a positive multiple of drone_groups ({cfg.drone_groups}), "
+                        "at most 99")
+    if cfg.test_street_per_building is not None and cfg.test_street_per_building < 0:
+        problems.append("test_street_per_building must be >= 0")
     for name in ("drone_size", "satellite_size", "street_size"):
         if getattr(cfg, name) < 16:
             problems.append(f"{name} must be at least 16 pixels")
@@ -89,7 +95,22 @@ def _folders(b: Building, view: str) -> list[str]:
     return [f"test/query_{view}/{b.id}", f"test/gallery_{view}/{b.id}"]
 
 
+def drone_config(cfg: SynthConfig, b: Building) -> SynthConfig:
+    """The config building b's flight follows: test buildings fly `test_drone_images` when set."""
+    if b.split == "test" and cfg.test_drone_images is not None:
+        return replace(cfg, drone_images=cfg.test_drone_images)
+    return cfg
+
+
+def street_count(cfg: SynthConfig, b: Building) -> int:
+    """Street views of building b: `test_street_per_building` for test buildings when set."""
+    if b.split == "test" and cfg.test_street_per_building is not None:
+        return cfg.test_street_per_building
+    return cfg.street_per_building
+
+
 def plan_drone(cfg: SynthConfig, layout: Layout, b: Building, folders: list[str]) -> list[Shot]:
+    cfg = drone_config(cfg, b)
     cams = drone_cameras(cfg, b, Clearance(layout))
     lights = drone_lights(cfg, b)
     return [Shot([f"{f}/image-{i + 1:02d}.jpeg" for f in folders], "drone", cam, light, b.id, b.id,
@@ -124,7 +145,7 @@ def plan_shots(cfg: SynthConfig, layout: Layout, renderer: Renderer) -> list[Sho
             continue
         if b.id in with_drone:
             shots += plan_drone(cfg, layout, b, _folders(b, "drone"))
-        for k in range(cfg.street_per_building):
+        for k in range(street_count(cfg, b)):
             rng = rng_for(cfg.seed, "street", b.index, k)
             cam = ground.sample(rng, b, cfg.street_size, cfg.street_fov_deg, cfg.street_height_m,
                                 (8.0, 55.0), min_share=0.15)

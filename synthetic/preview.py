@@ -9,6 +9,7 @@ import numpy as np
 
 from .camera import look_at, ortho
 from .config import SynthConfig
+from .generate import drone_config
 from .layout import Layout
 from .render import Light, Renderer
 
@@ -43,8 +44,8 @@ def write_previews(root: Path, layout: Layout, renderer: Renderer, cfg: SynthCon
     out = root / "meta" / "preview"
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    per = cfg.drone_images // cfg.drone_groups
     for b in layout.buildings:
+        per = drone_config(cfg, b).drone_images // cfg.drone_groups
         role = "distractor" if b.role == "distractor" else b.split
         tiles = [_tile(_view_dir(root, b.split, b.role, "satellite", b.id) / f"{b.id}.jpg", f"{b.id} {role} satellite")]
         if b.role != "distractor":

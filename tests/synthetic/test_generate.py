@@ -148,3 +148,21 @@ def test_only_some_train_buildings_flown(tmp_path: Path):
     assert validate_tree(root, progress=False) == []
     with pytest.raises(ValueError, match="n_train_drone"):
         gen.check_config(small_config(n_train=2, n_train_drone=3))
+
+
+def test_test_split_has_its_own_street_and_drone_counts(tmp_path: Path):
+    # more street queries and fewer drone queries per test building; the training split keeps its own
+    cfg = small_config(n_train=1, n_test=2, n_distractors=1, drone_images=6, test_drone_images=3,
+                       street_per_building=1, test_street_per_building=3, google_per_building=0)
+    root = generate_world(cfg, tmp_path / "w", workers=1)
+    for b in (root / "test" / "query_street").iterdir():
+        assert len(list(b.glob("*.jpg"))) == 3
+        assert len(list((root / "test" / "query_drone" / b.name).glob("*.jpeg"))) == 3
+        assert len(list((root / "test" / "gallery_drone" / b.name).glob("*.jpeg"))) == 3
+    for b in (root / "train" / "street").iterdir():
+        assert len(list(b.glob("*.jpg"))) == 1
+        assert len(list((root / "train" / "drone" / b.name).glob("*.jpeg"))) == 6
+    from retrieval.dataset import validate_tree
+    assert validate_tree(root, progress=False) == []
+    with pytest.raises(ValueError, match="test_drone_images"):
+        gen.check_config(small_config(test_drone_images=4))
