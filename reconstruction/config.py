@@ -12,7 +12,7 @@ class ReconstructConfig:
     max_image_size: int = 512
     max_num_features: int = 4096
     sift_upsample: bool = True       # SIFT from the 2x upsampled image: ~3x the points at <= 512 px, ~3x the time
-    # matching: auto picks spatial with position priors, exhaustive up to exhaustive_max_images,
+    # matching: auto picks exhaustive up to exhaustive_max_images, else spatial with position priors,
     # else sequential with retrieval loop closure
     matcher: str = "auto"            # auto | exhaustive | sequential | spatial
     exhaustive_max_images: int = 30
@@ -26,6 +26,7 @@ class ReconstructConfig:
     use_known_intrinsics: bool = True
     use_position_priors: bool = True
     use_exif_gps: bool = True        # GPS in EXIF -> local ENU priors when none are given
+    use_exif_focal: bool = True      # EXIF focal length -> initial focal (refined) when no intrinsics are given
     min_registered_ratio: float = 0.5
     num_threads: int = -1            # -1: all cores
     seed: int = 0

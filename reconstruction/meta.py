@@ -1,4 +1,8 @@
-"""Position priors, intrinsics and ground truth of one building's drone images from a dataset's `meta/` folder.
+"""Ground truth of one building's drone images from a dataset's `meta/` folder (and, for experiments,
+the exact priors and intrinsics it implies).
+
+The `reconstruct` stage reads only `drone_ground_truth`, and only to measure (quality.json): what it
+reconstructs from is what the images themselves carry (EXIF GPS and focal length, or nothing).
 
 The format is the synthetic world's (docs/CONTRACTS.md): `meta/cameras/<id>.json` maps image paths
 relative to the dataset root to cameras (K, cam_from_world), `meta/buildings.json` holds footprints,
@@ -66,3 +70,8 @@ def drone_meta(root: Path, building_id: str, drone_dir: Path) -> BuildingMeta:
             "building_index": rec.get("index"),  # the building's `object` id in scene.ply (quality only)
         }
     return BuildingMeta(priors, intrinsics, ground_truth)
+
+
+def drone_ground_truth(root: Path, building_id: str, drone_dir: Path) -> dict | None:
+    """Ground truth of the images in `drone_dir` for quality.json, or None without `meta/`: for measuring only."""
+    return drone_meta(root, building_id, drone_dir).ground_truth

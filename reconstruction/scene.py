@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from reconstruction.align import align_by_orbit, align_to_priors, camera_centres, orbit_radius
 from reconstruction.config import ReconstructConfig
+from reconstruction.focal import read_exif_focal
 from reconstruction.gps import exif_gps_priors
 from reconstruction.multiscale import default_groups, scale_clouds, write_clouds
 from reconstruction.quality import evaluate_against_ground_truth, model_stats
@@ -34,6 +36,20 @@ def _pick_priors(images: Path, names: list[str], cfg: ReconstructConfig,
         if len(pri) >= 3:
             return pri, "gps", {"gps_origin_lat_lon_alt": origin.tolist(), "frame": "local ENU metres"}
     return {}, "none", {}
+
+
+def _exif_focals(images: Path, names: list[str], cfg: ReconstructConfig) -> dict[str, float]:
+    """Focal length in pixels per image whose EXIF gives one (none when cfg.use_exif_focal is off)."""
+    if not cfg.use_exif_focal:
+        return {}
+    out = {}
+    for n in names:
+        with Image.open(images / n) as im:  # header only: the size the focal is relative to
+            size = im.size
+        f = read_exif_focal(images / n, *size)
+        if f is not None:
+            out[n] = f[0]
+    return out
 
 
 def reconstruct_scene(images: Path, out: Path, cfg: ReconstructConfig, *,
@@ -61,14 +77,21 @@ def reconstruct_scene(images: Path, out: Path, cfg: ReconstructConfig, *,
         if len(names) < 3:
             raise ReconstructionError(f"{images}: only {len(names)} decodable images of {len(all_names)}; need at least 3")
         priors, prior_source, prior_extra = _pick_priors(images, names, cfg, position_priors)
-        sfm = run_sfm(scratch, names, Path(tmp) / "work", cfg, intrinsics=intrinsics, priors=priors or None)
+        focals = {} if intrinsics else _exif_focals(images, names, cfg)
+        sfm = run_sfm(scratch, names, Path(tmp) / "work", cfg, intrinsics=intrinsics, priors=priors or None,
+                      focal_priors=focals or None)
     rec = sfm.reconstruction
     registered = rec.num_reg_images()
     ratio = registered / len(all_names)
+    warnings = []
+    if registered < 3:
+        raise ReconstructionError(f"{images}: only {registered} of {len(all_names)} images registered; need at least 3")
     if ratio < cfg.min_registered_ratio:
-        raise ReconstructionError(
-            f"{images}: only {registered} of {len(all_names)} images registered "
-            f"({ratio:.0%} < min_registered_ratio {cfg.min_registered_ratio:.0%})")
+        # A partial model still carries the building's geometry: keep the largest one and say so.
+        warnings.append(f"only {registered} of {len(all_names)} images registered ({ratio:.0%} < "
+                        f"min_registered_ratio {cfg.min_registered_ratio:.0%}); kept the largest of "
+                        f"{sfm.n_models} models")
+        logger.warning("%s: %s", images, warnings[-1])
 
     t = time.perf_counter()
     alignment = None
@@ -110,6 +133,10 @@ def reconstruct_scene(images: Path, out: Path, cfg: ReconstructConfig, *,
         "verified_pairs": sfm.n_pairs,
         "models": sfm.n_models,
         "known_intrinsics": sfm.known_intrinsics,
+        "intrinsics_from": "given" if sfm.known_intrinsics else ("exif" if sfm.focal_prior else "default"),
+        "focal_prior_px": sfm.focal_prior,
+        "priors_from": prior_source,
+        "warnings": warnings,
         "alignment": alignment.to_dict(),
         "seconds": {k: round(v, 3) for k, v in (sfm.timings | {"align": t_align, "clouds": t_clouds}).items()},
     }

@@ -35,6 +35,7 @@ class SfMResult:
     n_pairs: int = 0
     n_models: int = 0
     known_intrinsics: bool = False
+    focal_prior: float | None = None   # pixels, from EXIF: the initial focal length (refined by BA)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -79,9 +80,34 @@ def _image_size(path: Path) -> tuple[int, int]:
     return int(img.shape[1]), int(img.shape[0])
 
 
+def set_focal_priors(database: Path, focal_priors: dict[str, float]) -> float | None:
+    """Start each camera from its images' EXIF focal (median when images share a camera), as a prior."""
+    db = pycolmap.Database.open(database)
+    try:
+        by_cam: dict[int, list[float]] = {}
+        for im in db.read_all_images():
+            if im.name in focal_priors:
+                by_cam.setdefault(im.camera_id, []).append(float(focal_priors[im.name]))
+        for cam_id, fs in by_cam.items():
+            cam = db.read_camera(cam_id)
+            f = float(np.median(fs))
+            for i in cam.focal_length_idxs():
+                cam.params[i] = f
+            cam.has_prior_focal_length = True
+            db.update_camera(cam)
+        return float(np.median([f for fs in by_cam.values() for f in fs])) if by_cam else None
+    finally:
+        db.close()
+
+
 def extract(database: Path, image_dir: Path, names: list[str], cfg: ReconstructConfig,
-            intrinsics: dict[str, np.ndarray] | None = None) -> bool:
-    """Import the images with their cameras and extract SIFT; returns whether intrinsics were fixed."""
+            intrinsics: dict[str, np.ndarray] | None = None,
+            focal_priors: dict[str, float] | None = None) -> bool:
+    """Import the images with their cameras and extract SIFT; returns whether intrinsics were fixed.
+
+    `intrinsics` (K per image, e.g. a calibrated rig) fixes the cameras; otherwise `focal_priors`
+    (pixels, e.g. from EXIF) give the focal length bundle adjustment starts from.
+    """
     known = bool(cfg.use_known_intrinsics and intrinsics and all(n in intrinsics for n in names))
     if cfg.use_known_intrinsics and intrinsics and not known:
         logger.warning("%s: intrinsics given for only %d of %d images; estimating them instead",
@@ -106,6 +132,8 @@ def extract(database: Path, image_dir: Path, names: list[str], cfg: ReconstructC
                 db.update_camera(new)
         finally:
             db.close()
+    elif focal_priors:
+        set_focal_priors(database, focal_priors)
     opts = pycolmap.FeatureExtractionOptions()
     opts.max_image_size = cfg.max_image_size
     opts.num_threads = cfg.num_threads
@@ -145,9 +173,10 @@ def pick_matcher(cfg: ReconstructConfig, n_images: int, has_priors: bool) -> str
             logger.warning("spatial matching needs position priors; using sequential matching instead")
             return "sequential"
         return cfg.matcher
-    if has_priors:
-        return "spatial"
-    return "exhaustive" if n_images <= cfg.exhaustive_max_images else "sequential"
+    # Few images: every pair is affordable and the surest (a survey that is not an orbit, noisy GPS).
+    if n_images <= cfg.exhaustive_max_images:
+        return "exhaustive"
+    return "spatial" if has_priors else "sequential"
 
 
 def match(database: Path, work: Path, names: list[str], cfg: ReconstructConfig, matcher: str,
@@ -220,7 +249,8 @@ def map_scene(database: Path, image_dir: Path, work: Path, cfg: ReconstructConfi
 
 def run_sfm(image_dir: Path, names: list[str], work: Path, cfg: ReconstructConfig, *,
             intrinsics: dict[str, np.ndarray] | None = None,
-            priors: dict[str, np.ndarray] | None = None) -> SfMResult:
+            priors: dict[str, np.ndarray] | None = None,
+            focal_priors: dict[str, float] | None = None) -> SfMResult:
     """Extract, match and map the named images of `image_dir`, with scratch files in `work`."""
     pycolmap.set_random_seed(cfg.seed)
     # glog is chatty at INFO; keep it for debugging only.
@@ -231,9 +261,9 @@ def run_sfm(image_dir: Path, names: list[str], work: Path, cfg: ReconstructConfi
         database.unlink()
     timings = {}
     t = time.perf_counter()
-    known = extract(database, image_dir, names, cfg, intrinsics)
-    if priors:
-        write_position_priors(database, priors)
+    known = extract(database, image_dir, names, cfg, intrinsics, focal_priors)
+    # COLMAP imports raw EXIF GPS as pose priors: replace them by ours, or by none at all
+    write_position_priors(database, priors or {})
     timings["extract"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -246,4 +276,5 @@ def run_sfm(image_dir: Path, names: list[str], work: Path, cfg: ReconstructConfi
     t = time.perf_counter()
     rec, n_models = map_scene(database, image_dir, work, cfg, known)
     timings["map"] = time.perf_counter() - t
-    return SfMResult(rec, timings, matcher, cfg.mapper, n_pairs, n_models, known)
+    focal = None if known or not focal_priors else float(np.median(list(focal_priors.values())))
+    return SfMResult(rec, timings, matcher, cfg.mapper, n_pairs, n_models, known, focal)

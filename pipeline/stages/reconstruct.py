@@ -9,7 +9,7 @@ from pathlib import Path
 from pipeline.cache import atomic_write_json, hash_files, hash_json, read_json
 from pipeline.stage import Stage, StageContext, StageError
 from reconstruction.config import ReconstructConfig
-from reconstruction.meta import drone_meta
+from reconstruction.meta import drone_ground_truth
 from reconstruction.sfm import list_images
 from retrieval.paths import record_path
 
@@ -24,15 +24,14 @@ def reconstruct_one(item_id: str, out: Path, tree: str, cfg: dict, threads: int 
     """
     root = Path(tree)
     drone = root / "train" / "drone" / item_id
-    meta = drone_meta(root, item_id, drone)
+    # Ground truth only measures (quality.json); the reconstruction sees the images and their EXIF alone.
+    ground_truth = drone_ground_truth(root, item_id, drone)
     rcfg = ReconstructConfig(**cfg)
     if rcfg.num_threads == -1 and threads > 0:
         rcfg = dataclasses.replace(rcfg, num_threads=threads)
     from reconstruction.scene import reconstruct_scene  # here: a cached run never loads torch or open3d
 
-    q = reconstruct_scene(drone, out, rcfg,
-                          position_priors=meta.priors or None, intrinsics=meta.intrinsics or None,
-                          ground_truth=meta.ground_truth)
+    q = reconstruct_scene(drone, out, rcfg, ground_truth=ground_truth)
     if workdir and (out / "quality.json").is_file():
         quality = read_json(out / "quality.json") or {}
         atomic_write_json(out / "quality.json", quality | {"images": record_path(drone, workdir)})
@@ -41,6 +40,7 @@ def reconstruct_one(item_id: str, out: Path, tree: str, cfg: dict, threads: int 
         "mean_reprojection_error": round(q["mean_reprojection_error"], 4),
         "points_per_scale": q["points_per_scale"], "aligned_by": q["alignment"]["method"],
         "alignment_residual_rms": q["alignment"]["residual_rms"], "sfm_seconds": q["seconds"]["total"],
+        "priors_from": q["priors_from"], "intrinsics_from": q["intrinsics_from"], "warnings": q["warnings"],
     }
     gt = q.get("ground_truth") or {}
     for key in ("camera_error_rel_median", "camera_error_rel_max", "mesh_distance_rel_median", "mesh_distance_rel_p90"):
@@ -50,11 +50,8 @@ def reconstruct_one(item_id: str, out: Path, tree: str, cfg: dict, threads: int 
 
 
 def _item_hash(root: Path, building: str, images: list[Path]) -> str:
-    meta = drone_meta(root, building, root / "train" / "drone" / building)
-    # Priors and intrinsics change the result as much as the pixels do.
-    extra = hash_json({"priors": {k: v.tolist() for k, v in meta.priors.items()},
-                       "K": {k: v.tolist() for k, v in meta.intrinsics.items()}})
-    return hash_json([hash_files(images, root=root), extra])
+    # The images are all the input: their EXIF (GPS, focal length) is part of their bytes.
+    return hash_files(images, root=root)
 
 
 def run(ctx: StageContext) -> dict:

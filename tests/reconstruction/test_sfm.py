@@ -46,7 +46,7 @@ def test_herzjesu_known_intrinsics_priors_and_a_corrupt_image(shared_data_dir, t
         )
     assert "0008.jpg" in caplog.text and "0008.jpg" in q["skipped"]
     assert q["total"] == 9 and q["registered"] == 8, q
-    assert q["known_intrinsics"] and q["matcher"] == "spatial"
+    assert q["known_intrinsics"] and q["matcher"] == "exhaustive"  # 8 images: every pair
     g = q["ground_truth"]
     assert g["relative_rotation_error_deg_max"] < 1.0, g
     # Aligned to the true centres (metres): residual a few cm on a ~10 m scene.

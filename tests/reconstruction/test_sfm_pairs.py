@@ -37,5 +37,6 @@ def test_auto_matcher_choice():
     cfg = ReconstructConfig()
     assert pick_matcher(cfg, 54, has_priors=True) == "spatial"
     assert pick_matcher(cfg, 20, has_priors=False) == "exhaustive"
+    assert pick_matcher(cfg, 18, has_priors=True) == "exhaustive"  # a short survey: every pair
     assert pick_matcher(cfg, 54, has_priors=False) == "sequential"
     assert pick_matcher(ReconstructConfig(matcher="spatial"), 54, has_priors=False) == "sequential"
