@@ -66,11 +66,11 @@ def scale_clouds(rec: pycolmap.Reconstruction, groups: dict[str, int], n_scales:
     return clouds
 
 
-def write_clouds(clouds: dict[int, o3d.geometry.PointCloud], out: Path) -> dict[int, int]:
-    """Write `scale{k}.ply` (binary) per scale; returns the number of points written per scale."""
+def write_clouds(clouds: dict[int, o3d.geometry.PointCloud], out: Path, prefix: str = "scale") -> dict[int, int]:
+    """Write `{prefix}{k}.ply` (binary) per scale; returns the number of points written per scale."""
     counts = {}
     for k, pcd in clouds.items():
-        path = out / f"scale{k}.ply"
+        path = out / f"{prefix}{k}.ply"
         if len(pcd.points):
             o3d.io.write_point_cloud(str(path), pcd, write_ascii=False)
         else:  # open3d refuses to write an empty cloud; readers still get a valid file

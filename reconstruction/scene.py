@@ -12,6 +12,7 @@ from PIL import Image
 
 from reconstruction.align import align_by_orbit, align_to_priors, camera_centres, orbit_radius
 from reconstruction.config import ReconstructConfig
+from reconstruction.dense import dense_clouds
 from reconstruction.focal import read_exif_focal
 from reconstruction.gps import exif_gps_priors
 from reconstruction.multiscale import default_groups, scale_clouds, write_clouds
@@ -60,7 +61,8 @@ def reconstruct_scene(images: Path, out: Path, cfg: ReconstructConfig, *,
     """Reconstruct the images in `images` into `out` and return the quality record.
 
     Writes `sparse/` (binary COLMAP model in a metric gravity-up frame), `scale{k}.ply` for
-    k = 1..cfg.n_scales and `quality.json`. Dicts are keyed by image file name: `position_priors`
+    k = 1..cfg.n_scales (dense, `reconstruction.dense`; the sparse clouds where it falls back),
+    `sparse_scale{k}.ply` and `quality.json`. Dicts are keyed by image file name: `position_priors`
     are camera centres (metres, z up), `intrinsics` 3x3 K matrices, `groups` the altitude group of
     each image (default: `default_groups`), `ground_truth` as described in `reconstruction.quality`.
     Raises ReconstructionError naming the reason when the scene cannot be reconstructed.
@@ -112,8 +114,14 @@ def reconstruct_scene(images: Path, out: Path, cfg: ReconstructConfig, *,
     centres = np.stack(list(camera_centres(rec).values()))
     radius = orbit_radius(centres)
     clouds = scale_clouds(rec, groups, cfg.n_scales, cfg.outlier_neighbors, cfg.outlier_std_ratio, cfg.voxel_size * radius)
-    counts = write_clouds(clouds, out)
+    sparse_counts = write_clouds(clouds, out, prefix="sparse_scale")
     t_clouds = time.perf_counter() - t
+
+    # Dense clouds become scale{k}.ply (what render reads); without usable depth the sparse ones do.
+    dense = dense_clouds(rec, images, groups, cfg, radius, work=out)
+    if dense.fallback and dense.backend != "sparse":
+        logger.warning("%s: dense reconstruction fell back to the sparse clouds: %s", images, dense.fallback)
+    counts = write_clouds(dense.clouds or clouds, out)
 
     reg_names = {im.name for im in rec.images.values() if im.has_pose}
     quality = {
@@ -127,6 +135,8 @@ def reconstruct_scene(images: Path, out: Path, cfg: ReconstructConfig, *,
         "images_per_scale": {str(k): sum(1 for n in all_names if groups.get(n) == k) for k in range(1, cfg.n_scales + 1)},
         **{k: v for k, v in model_stats(rec).items() if k != "registered"},
         "points_per_scale": {str(k): v for k, v in counts.items()},
+        "sparse_points_per_scale": {str(k): v for k, v in sparse_counts.items()},
+        "dense": dense.to_dict(),
         "orbit_radius": radius,
         "matcher": sfm.matcher,
         "mapper": sfm.mapper,
@@ -138,12 +148,14 @@ def reconstruct_scene(images: Path, out: Path, cfg: ReconstructConfig, *,
         "priors_from": prior_source,
         "warnings": warnings,
         "alignment": alignment.to_dict(),
-        "seconds": {k: round(v, 3) for k, v in (sfm.timings | {"align": t_align, "clouds": t_clouds}).items()},
+        "seconds": {k: round(v, 3) for k, v in
+                    (sfm.timings | {"align": t_align, "clouds": t_clouds, "dense": dense.seconds}).items()},
     }
     if ground_truth:
         t = time.perf_counter()
         quality["ground_truth"] = evaluate_against_ground_truth(
-            rec, ground_truth, {k: np.asarray(c.points) for k, c in clouds.items()})
+            rec, ground_truth, {k: np.asarray(c.points) for k, c in clouds.items()},
+            {k: np.asarray(c.points) for k, c in dense.clouds.items()} if dense.clouds else None)
         quality["seconds"]["evaluate"] = round(time.perf_counter() - t, 3)
     quality["seconds"]["total"] = round(time.perf_counter() - t_start, 3)
     (out / QUALITY).write_text(json.dumps(quality, indent=2) + "\n")
