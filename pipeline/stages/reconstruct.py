@@ -41,11 +41,16 @@ def reconstruct_one(item_id: str, out: Path, tree: str, cfg: dict, threads: int 
         "points_per_scale": q["points_per_scale"], "aligned_by": q["alignment"]["method"],
         "alignment_residual_rms": q["alignment"]["residual_rms"], "sfm_seconds": q["seconds"]["total"],
         "priors_from": q["priors_from"], "intrinsics_from": q["intrinsics_from"], "warnings": q["warnings"],
+        "dense_backend": q["dense"]["backend"], "dense_fallback": q["dense"]["fallback"],
+        "dense_seconds": q["dense"]["seconds"], "sparse_points_per_scale": q["sparse_points_per_scale"],
     }
     gt = q.get("ground_truth") or {}
     for key in ("camera_error_rel_median", "camera_error_rel_max", "mesh_distance_rel_median", "mesh_distance_rel_p90"):
         if gt.get(key) is not None:
             summary[key] = round(gt[key], 5)
+    for name, g in (gt.get("geometry") or {}).items():  # dense / sparse accuracy and completeness at tau = 1%
+        for measure in ("accuracy", "completeness", "completeness_facades"):
+            summary[f"{name}_{measure}_1pct"] = g[measure].get("0.01")
     return summary
 
 
