@@ -142,3 +142,28 @@ def test_overview_of_the_report_names_the_other_version(built):
             {"stage": stage, "finished": True, "versions": {"skylink": "0.0.1" if stage == "data" else skylink_version()}}))
     html = overview(ReportContext(workdir=work, site=work / "site", cfg=ReportConfig()))
     assert "0.0.1" in html and "another SkyLink version" in html
+
+
+def test_records_of_an_older_skylink_without_digests_stay_cached(built):
+    """Manifests and item records written before digests: the key stands in for the digest, and a
+    cached item gets its digests once, so an upgrade alone recomputes nothing."""
+    from pipeline.stage import input_keys_of
+
+    cfg, work = built
+    up_path = work / "up" / "manifest.json"
+    up = json.loads(up_path.read_text())
+    del up["digest"]
+    up_path.write_text(json.dumps(up))
+    assert input_keys_of(DOWN, work) == {"up": up["key"]}
+    rec_path = work / "up" / "0001" / "item.json"
+    rec = json.loads(rec_path.read_text())
+    digest = rec.pop("digest")
+    del rec["files"]
+    rec_path.write_text(json.dumps(rec))
+    m = run_stage(UP, cfg, work, force=False)  # cached as a whole: nothing touched
+    assert "digest" not in m
+    up["key"] = "stale"  # the stage re-runs, its items stay cached and get their digests back
+    up_path.write_text(json.dumps(up))
+    m = run_stage(UP, cfg, work)
+    assert m["counts"]["cached"] == 3 and m["items"]["0001"]["digest"] == digest
+    assert json.loads(rec_path.read_text())["digest"] == digest
