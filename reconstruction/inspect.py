@@ -128,7 +128,7 @@ def overview_view(info: dict, width: int, height: int, fov_deg: float) -> tuple[
 
 def point_size_for(n_points: int, width: int, height: int) -> float:
     """Splat size (pixels) that lets a sparse cloud read as surfaces without blurring a dense one."""
-    return float(np.clip(0.8 * math.sqrt(width * height / max(n_points, 1)), 2.0, 10.0))
+    return float(np.clip(0.8 * math.sqrt(width * height / max(n_points, 1)), 3.0, 10.0))
 
 
 def screenshot_open3d(geoms: list, K: np.ndarray, T: np.ndarray, path: Path, width: int, height: int) -> None:
