@@ -26,8 +26,8 @@ def embed_paths(model: Encoder, paths: Sequence[str | Path], *, branch: str = "s
                 device: str | torch.device = "auto", progress: bool = False) -> np.ndarray:
     """N x dim float32 L2-normalised descriptors of the images at `paths`, in order.
 
-    `model` is a SkyLinkModel (uses `model.embed(x, branch)`) or any callable taking a uint8 pixel
-    tensor B x 3 x H x W (e.g. `backbone.frozen_encoder`); the backbone normalises its own input.
+    `model` is a SkyLinkModel (uses `model.embed(x, branch)`) or any callable taking a float pixel
+    tensor B x 3 x H x W in [0, 1] (e.g. `backbone.frozen_encoder`); backbones normalise their own input.
     """
     if branch not in ("street", "satellite", "drone"):
         raise ValueError(f"unknown branch {branch!r} (street, satellite or drone)")
@@ -45,7 +45,9 @@ def embed_paths(model: Encoder, paths: Sequence[str | Path], *, branch: str = "s
     with ThreadPoolExecutor(max_workers=2) as pool:
         starts = range(0, len(paths), batch_size)
         for s in tqdm(starts, desc=f"embed {branch}", disable=not progress, unit="batch"):
-            x = _load_batch(paths[s:s + batch_size], image_size, pool).to(dev)
+            # uint8 crosses to the device (4x less to copy); encoders get float pixels in [0, 1], which
+            # every backbone normalises itself and any plain callable can compute with
+            x = _load_batch(paths[s:s + batch_size], image_size, pool).to(dev).float().div_(255.0)
             with torch.autocast(device_type=dev.type, enabled=dev.type == "cuda"):
                 y = fn(x)
             out.append(F.normalize(y.float(), dim=-1).cpu().numpy())

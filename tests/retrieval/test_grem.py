@@ -13,8 +13,7 @@ from retrieval.grem import enhance_building, keep_count, kept_quality, read_kept
 
 
 def pattern_encoder(x: torch.Tensor) -> torch.Tensor:
-    """Encoders receive uint8 pixels (a backbone normalises them itself)."""
-    y = F.adaptive_avg_pool2d(x.float(), 4).flatten(1)
+    y = F.adaptive_avg_pool2d(x, 4).flatten(1)
     return y - y.mean(dim=1, keepdim=True)
 
 
