@@ -109,9 +109,11 @@ def street_count(cfg: SynthConfig, b: Building) -> int:
     return cfg.street_per_building
 
 
-def plan_drone(cfg: SynthConfig, layout: Layout, b: Building, folders: list[str]) -> list[Shot]:
+def plan_drone(cfg: SynthConfig, layout: Layout, b: Building, folders: list[str],
+               clear: Clearance | None = None) -> list[Shot]:
+    """`clear`: the layout's Clearance when the caller has one (its arrays cost as much as a flight)."""
     cfg = drone_config(cfg, b)
-    cams = drone_cameras(cfg, b, Clearance(layout))
+    cams = drone_cameras(cfg, b, clear or Clearance(layout))
     lights = drone_lights(cfg, b)
     return [Shot([f"{f}/image-{i + 1:02d}.jpeg" for f in folders], "drone", cam, light, b.id, b.id,
                  drone_exif(cfg, b.index, i, cam))
@@ -144,7 +146,7 @@ def plan_shots(cfg: SynthConfig, layout: Layout, renderer: Renderer) -> list[Sho
         if b.role == "distractor":
             continue
         if b.id in with_drone:
-            shots += plan_drone(cfg, layout, b, _folders(b, "drone"))
+            shots += plan_drone(cfg, layout, b, _folders(b, "drone"), ground.clear)
         for k in range(street_count(cfg, b)):
             rng = rng_for(cfg.seed, "street", b.index, k)
             cam = ground.sample(rng, b, cfg.street_size, cfg.street_fov_deg, cfg.street_height_m,
