@@ -221,6 +221,7 @@ RULES: dict[str, Rule] = {
     "render.ground_percentile": number(0, 100),
     "render.center_prior": optional(pair(number(), ordered=False)),
     "render.axis_search": positive(),
+    "render.min_view_share": number(0, 1),
     "render.frame_margin": positive(),
     "render.radius_percentile": number(0, 100, lo_open=True),
     "render.view_radius": optional(positive()),

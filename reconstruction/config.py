@@ -75,6 +75,7 @@ class RenderConfig:
     # or `center_prior`); its extent is the structure above ground within `axis_search` orbit radii.
     center_prior: tuple[float, float] | None = None  # x, y of the building in the reconstruction's frame
     axis_search: float = 0.75        # structure search radius, in orbit radii
+    min_view_share: float = 0.9      # the building's points are in view of at least this share of the cameras
     frame_margin: float = 1.1        # the building's box fits the image shrunk by this factor
     radius_percentile: float = 95.0  # without cameras: search radius = this percentile of the points' distance
     view_radius: float | None = None  # metres; a bounding sphere of this radius instead of fitted framing

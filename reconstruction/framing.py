@@ -160,6 +160,22 @@ def estimate_orbit(centres: np.ndarray, axes: np.ndarray, prior: np.ndarray | No
     return None
 
 
+def in_view_share(xyz: np.ndarray, cams: list[dict]) -> np.ndarray:
+    """Share of the cameras whose image holds each point (in front, inside width x height).
+
+    The drone keeps its target building in every frame, so the building's points are in view of
+    (nearly) all cameras, while the trees and neighbours around it drop out of some of them.
+    """
+    seen = np.zeros(len(xyz))
+    for c in cams:
+        T = np.asarray(c["cam_from_world"], dtype=np.float64)
+        p = xyz @ T[:, :3].T + T[:, 3]
+        z = p[:, 2]
+        uv = (p @ np.asarray(c["K"], dtype=np.float64).T)[:, :2] / np.maximum(z, 1e-12)[:, None]
+        seen += (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < c["width"]) & (uv[:, 1] >= 0) & (uv[:, 1] < c["height"])
+    return seen / max(len(cams), 1)
+
+
 def _hull(xy: np.ndarray) -> np.ndarray:
     hull = cv2.convexHull(np.ascontiguousarray(xy, dtype=np.float32)).reshape(-1, 2)
     return hull.astype(np.float64)

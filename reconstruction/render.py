@@ -30,11 +30,19 @@ from reconstruction.priors import (
     normals_from_depth,
     normals_to_rgb,
 )
-from reconstruction.framing import centres_and_axes, estimate_orbit, registered_cameras, structure_near_axis
+from reconstruction.framing import (
+    centres_and_axes,
+    estimate_orbit,
+    in_view_share,
+    registered_cameras,
+    structure_near_axis,
+)
 from reconstruction.splat import splat_points
 from reconstruction.views import ViewCamera, framed_view_set, view_set
 
 log = logging.getLogger("skylink")
+
+MAX_FRAMING_POINTS = 200_000
 
 
 def resolve_device(name: str) -> torch.device:
@@ -90,8 +98,14 @@ def building_frame(xyz: np.ndarray, cameras: list[dict], cfg: RenderConfig) -> d
     else:
         search = float(np.percentile(dist, cfg.radius_percentile))
     structure = None
+    near = xyz[dist < search]
+    if len(near) > MAX_FRAMING_POINTS:  # the structure's extent does not need every point of a dense cloud
+        near = near[np.random.default_rng(0).choice(len(near), MAX_FRAMING_POINTS, replace=False)]
+    if cameras and cfg.min_view_share > 0:
+        seen = near[in_view_share(near.astype(np.float64), cameras) >= cfg.min_view_share]
+        near = seen if len(seen) >= 50 else near
     try:
-        structure = structure_near_axis(xyz, axis, ground, search)
+        structure = structure_near_axis(near, axis, ground, search)
         corners = structure.box_corners()
         top = structure.top
     except ValueError as e:
