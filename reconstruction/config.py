@@ -50,7 +50,7 @@ class ReconstructConfig:
     mvs_sources: int = 3             # co-visible source images per depth map
     mvs_window: int = 7              # ZNCC window (pixels)
     mvs_min_score: float = 0.5       # photometric confidence (mean of the best 2 ZNCCs)
-    mvs_geo_views: int = 4           # neighbours of the geometric consistency check
+    mvs_geo_views: int = 6           # neighbours of the geometric consistency check
     mvs_min_consistent: int = 1      # neighbours that must agree with a depth
     mvs_device: str = "auto"         # auto | cpu | cuda
 

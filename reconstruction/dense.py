@@ -33,6 +33,8 @@ class DenseResult:
     fallback: str | None = None
     seconds: float = 0.0
     stats: dict = field(default_factory=dict)
+    views: list[View] = field(default_factory=list, repr=False)     # for figures and checks; not written
+    maps: list[DepthMap] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
         pts = {str(k): len(c.points) for k, c in (self.clouds or {}).items()}
@@ -155,11 +157,11 @@ def dense_clouds(rec: pycolmap.Reconstruction, image_dir: Path, groups: dict[str
     }
     if len(views) < MIN_VIEWS:
         reason = f"only {len(views)} registered images with a depth range (need {MIN_VIEWS})"
-        return DenseResult(backend, None, reason, time.perf_counter() - t0, stats)
+        return DenseResult(backend, None, reason, time.perf_counter() - t0, stats, views, maps)
     if share < cfg.dense_min_valid:
         reason = (f"only {share:.1%} of depth-map pixels are photometrically and geometrically consistent "
                   f"(< dense_min_valid {cfg.dense_min_valid:.1%}): textureless, dark or too few overlapping images")
-        return DenseResult(backend, None, reason, time.perf_counter() - t0, stats)
+        return DenseResult(backend, None, reason, time.perf_counter() - t0, stats, views, maps)
     t = time.perf_counter()
     crop = None
     if cfg.dense_crop_radius > 0:
@@ -170,5 +172,6 @@ def dense_clouds(rec: pycolmap.Reconstruction, image_dir: Path, groups: dict[str
     total = sum(len(c.points) for c in clouds.values())
     stats |= {"seconds_depth": round(t_depth, 3), "seconds_fusion": round(time.perf_counter() - t, 3)}
     if total < MIN_POINTS:
-        return DenseResult(backend, None, f"only {total} fused points (< {MIN_POINTS})", time.perf_counter() - t0, stats)
-    return DenseResult(backend, clouds, None, time.perf_counter() - t0, stats)
+        return DenseResult(backend, None, f"only {total} fused points (< {MIN_POINTS})", time.perf_counter() - t0,
+                           stats, views, maps)
+    return DenseResult(backend, clouds, None, time.perf_counter() - t0, stats, views, maps)
