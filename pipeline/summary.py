@@ -75,7 +75,7 @@ def _built_lines(workdir: Path) -> list[str]:
     tr = _summary(workdir, "train")
     if tr.get("epochs") is not None:
         speed = f" at {tr['images_per_s']:.1f} images/s" if isinstance(tr.get("images_per_s"), (int, float)) else ""
-        more.append(f"model trained {tr['epochs']} epoch(s){speed}")
+        more.append(f"trained {tr['epochs']} epoch(s){speed}")
     if more:
         lines.append(" " * 9 + "; ".join(more))
     return lines
