@@ -234,6 +234,10 @@ def map_scene(database: Path, image_dir: Path, work: Path, cfg: ReconstructConfi
         opts = pycolmap.IncrementalPipelineOptions()
         opts.num_threads = cfg.num_threads
         opts.random_seed = cfg.seed
+        opts.mapper.abs_pose_min_num_inliers = cfg.abs_pose_min_inliers
+        opts.mapper.abs_pose_min_inlier_ratio = cfg.abs_pose_min_inlier_ratio
+        opts.mapper.init_min_num_inliers = cfg.init_min_inliers
+        opts.mapper.init_min_tri_angle = cfg.init_min_tri_angle
         if known_intrinsics:
             opts.ba_refine_focal_length = False
             opts.ba_refine_principal_point = False
