@@ -28,6 +28,14 @@ class ReconstructConfig:
     use_exif_gps: bool = True        # GPS in EXIF -> local ENU priors when none are given
     use_exif_focal: bool = True      # EXIF focal length -> initial focal (refined) when no intrinsics are given
     min_registered_ratio: float = 0.5
+    # incremental mapper thresholds: COLMAP's defaults (30 inliers at ratio 0.25 to register an image,
+    # 100 inliers and 16 degrees for the initial pair) suit megapixel photos; 256-384 px drone images
+    # hold 1-2k features. On the demo world's 27-image flights without priors these register 27, 27
+    # and 23 of 27 images on three buildings where the defaults registered 25, 26 and 11.
+    abs_pose_min_inliers: int = 15
+    abs_pose_min_inlier_ratio: float = 0.15
+    init_min_inliers: int = 50
+    init_min_tri_angle: float = 8.0  # degrees
     num_threads: int = -1            # -1: all cores
     seed: int = 0
     # alignment: RANSAC inlier threshold as a fraction of the priors' extent
@@ -37,6 +45,22 @@ class ReconstructConfig:
     outlier_neighbors: int = 20      # statistical outlier removal (open3d)
     outlier_std_ratio: float = 2.0
     voxel_size: float = 0.005        # fraction of the orbit radius (0: no downsampling)
+    # dense clouds (reconstruction/dense.py): scale{k}.ply; the sparse ones stay as sparse_scale{k}.ply
+    dense: str = "auto"              # auto (COLMAP PatchMatch if pycolmap has CUDA, else torch) | torch | colmap | sparse
+    dense_voxel_size: float = 0.004  # fraction of the orbit radius
+    dense_crop_radius: float = 0.75  # keep points within this many orbit radii of the orbit axis (0: all)
+    dense_min_valid: float = 0.02    # share of consistent depth-map pixels below which the sparse clouds are kept
+    mvs_max_image_size: int = 256    # depth-map resolution (longest side)
+    mvs_planes: int = 32             # inverse-depth planes of the coarse sweep
+    mvs_coarse_factor: int = 2       # coarse sweep at 1/this of the depth-map resolution
+    mvs_refine_planes: int = 5       # hypotheses per refinement round at full resolution (0: none)
+    mvs_refine_rounds: int = 3       # rounds, each over +-1 hypothesis step of the previous one
+    mvs_sources: int = 3             # co-visible source images per depth map
+    mvs_window: int = 7              # ZNCC window (pixels)
+    mvs_min_score: float = 0.5       # photometric confidence (mean of the best 2 ZNCCs)
+    mvs_geo_views: int = 6           # neighbours of the geometric consistency check
+    mvs_min_consistent: int = 1      # neighbours that must agree with a depth
+    mvs_device: str = "auto"         # auto | cpu | cuda
 
 
 @dataclass
@@ -59,6 +83,7 @@ class RenderConfig:
     # or `center_prior`); its extent is the structure above ground within `axis_search` orbit radii.
     center_prior: tuple[float, float] | None = None  # x, y of the building in the reconstruction's frame
     axis_search: float = 0.75        # structure search radius, in orbit radii
+    min_view_share: float = 0.9      # the building's points are in view of at least this share of the cameras
     frame_margin: float = 1.1        # the building's box fits the image shrunk by this factor
     radius_percentile: float = 95.0  # without cameras: search radius = this percentile of the points' distance
     view_radius: float | None = None  # metres; a bounding sphere of this radius instead of fitted framing
