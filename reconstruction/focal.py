@@ -7,13 +7,10 @@ adjustment still refines the value: EXIF focal lengths are rounded and lenses br
 """
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 
-import exifread
-
-logger = logging.getLogger("skylink")
+from reconstruction.gps import read_exif_tags
 
 FILM_DIAGONAL_MM = 43.27
 _UNIT_MM = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}  # FocalPlaneResolutionUnit: inch, cm, mm, um
@@ -46,10 +43,5 @@ def focal_px_from_tags(tags: dict, width: int, height: int) -> tuple[float, str]
 
 def read_exif_focal(path: Path, width: int, height: int) -> tuple[float, str] | None:
     """Focal length in pixels of the image at `path` from its EXIF, or None when it has none."""
-    try:
-        with open(path, "rb") as f:
-            tags = exifread.process_file(f, details=False)
-    except Exception as e:  # a damaged EXIF block only costs this image's focal prior
-        logger.warning("%s: unreadable EXIF (%s); no focal prior", path, e)
-        return None
-    return focal_px_from_tags(tags, width, height)
+    tags = read_exif_tags(path, "focal prior")
+    return None if tags is None else focal_px_from_tags(tags, width, height)

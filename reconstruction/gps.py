@@ -20,13 +20,20 @@ def _dms(tag) -> float:
     return d + m / 60.0 + s / 3600.0
 
 
-def read_exif_gps(path: Path) -> np.ndarray | None:
-    """(latitude, longitude, altitude) in degrees and metres from an image's EXIF, or None."""
+def read_exif_tags(path: Path, purpose: str) -> dict | None:
+    """An image's EXIF tags (exifread), or None with a warning naming what is lost (`purpose`)."""
     try:
         with open(path, "rb") as f:
-            tags = exifread.process_file(f, details=False)
+            return exifread.process_file(f, details=False)
     except Exception as e:  # a damaged EXIF block only costs this image's prior
-        logger.warning("%s: unreadable EXIF (%s); no GPS prior", path, e)
+        logger.warning("%s: unreadable EXIF (%s); no %s", path, e, purpose)
+        return None
+
+
+def read_exif_gps(path: Path) -> np.ndarray | None:
+    """(latitude, longitude, altitude) in degrees and metres from an image's EXIF, or None."""
+    tags = read_exif_tags(path, "GPS prior")
+    if tags is None:
         return None
     try:
         lat = _dms(tags["GPS GPSLatitude"])
