@@ -266,7 +266,7 @@ RULES: dict[str, Rule] = {
     "train.scales": int_set(1),
     "train.render_modalities": names("color", "depth", "height", "normals"),
     "train.render_image_size": integer(32),
-    "train.render_height_range_m": positive(),
+    "train.render_height_range": number(0),
     "train.render_encoder": backbone(),
     "train.render_feature_dim": integer(1),
     "train.adapter_hidden": integer(1),

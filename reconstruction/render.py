@@ -1,13 +1,14 @@
 """Render one building's multi-scale point clouds into fixed views of colour, depth, height and normals, plus a DSM.
 
-Input: a scene dir with `scale{k}.ply` (metres, z up) and its COLMAP model `sparse/`, whose registered
+Input: a scene dir with `scale{k}.ply` (z up, in the scene's unit: metres, or the drone orbit's radius
+when the reconstruction had no GPS; its `quality.json` names it) and its COLMAP model `sparse/`, whose registered
 cameras give the drone orbit's axis: every view is framed on the building standing on it
 (reconstruction.framing). Output per scale k under `out/scale{k}/`:
-`view{NN}_color.png` (uint8 RGB), `view{NN}_depth.npy` (float16 metres, 0 = empty),
-`view{NN}_height.npy` (float16 metres above ground, 0 = empty; mask = depth > 0),
+`view{NN}_color.png` (uint8 RGB), `view{NN}_depth.npy` (float16 scene units, 0 = empty),
+`view{NN}_height.npy` (float16 scene units above ground, 0 = empty; mask = depth > 0),
 `view{NN}_normals.png` (world-frame normals as (n + 1) / 2 * 255, black = empty),
 `dsm.npy` (float16 height above ground on the nadir grid, 0 = no data), `dsm.png` (colour-mapped),
-`cameras.json` (every view's K and cam_from_world, the ground level and the DSM grid), and
+`cameras.json` (every view's K and cam_from_world, the ground level, the DSM grid and the `unit`), and
 `out/preview.png`: one row per scale of the colour views, the normals of the nadir and the DSM.
 All scales share one set of cameras, so their views line up pixel for pixel.
 """
@@ -214,6 +215,16 @@ def preview_row(scale_dir: Path, cams: list[ViewCamera]) -> np.ndarray:
     return np.hstack([cv2.copyMakeBorder(t, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=(255, 255, 255)) for t in tiles])
 
 
+def scene_unit(scene_dir: Path) -> str:
+    """The unit of a reconstructed scene's lengths, from its quality.json: "metre" when GPS or priors
+    fixed the scale, "orbit radius" when the drone orbit did (SfM from pixels alone has no metric scale)."""
+    try:
+        unit = json.loads((Path(scene_dir) / "quality.json").read_text())["alignment"]["unit"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "metre"
+    return unit if isinstance(unit, str) and unit else "metre"
+
+
 def render_building(scene_dir: Path, out: Path, cfg: RenderConfig) -> dict:
     """Render every scale of the scene in `scene_dir` into `out/scale{k}/`; returns a small summary."""
     t0 = time.time()
@@ -234,10 +245,12 @@ def render_building(scene_dir: Path, out: Path, cfg: RenderConfig) -> dict:
     orbit, structure = building["orbit"], building["structure"]
     if orbit is None:
         log.warning("%s: no registered cameras to find the orbit axis; centred on the points", scene_dir)
+    unit = scene_unit(scene_dir)
     frame = {"center": center.tolist(), "radius": radius, "ground_z": ground,
              "orbit": orbit.to_json() if orbit else {"source": "points"},
              "structure": structure.to_json() if structure else None,
-             "frame": "metres, z up, OpenCV cameras (cam_from_world)",
+             "unit": unit,
+             "frame": "z up, OpenCV cameras (cam_from_world); lengths in `unit`",
              "files": "view{NN}_{color.png,depth.npy,height.npy,normals.png}; empty pixels: depth 0, height 0"}
     scales = {}
     rows = []
@@ -248,5 +261,5 @@ def render_building(scene_dir: Path, out: Path, cfg: RenderConfig) -> dict:
     cv2.imwrite(str(out / "preview.png"), np.vstack(rows))
     return {"scales": scales, "ground_z": round(ground, 3), "radius": round(radius, 3),
             "center": [round(float(v), 3) for v in center], "views": len(cams), "device": str(device),
-            "axis_source": orbit.source if orbit else "points",
+            "axis_source": orbit.source if orbit else "points", "unit": unit,
             "render_seconds": round(time.time() - t0, 3)}

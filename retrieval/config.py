@@ -51,7 +51,9 @@ class TrainConfig:
     scales: tuple[int, ...] = (1, 2, 3)
     render_modalities: tuple[str, ...] = ("color", "depth", "height")
     render_image_size: int = 128
-    render_height_range_m: float = 50.0    # height maps are encoded as height / this (metric, clipped)
+    render_height_range: float = 0.0       # height views encode height / this, clipped (scene units: metres
+                                           # with GPS, orbit radii without); 0: the 95th percentile of the
+                                           # rendered buildings' tops (retrieval.train_data.auto_height_range)
     render_encoder: str = "efficientnet_lite0"
     render_feature_dim: int = 1280         # channels of the frozen render encoder's global feature
     adapter_hidden: int = 256

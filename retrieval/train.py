@@ -236,7 +236,7 @@ def _render_features(cfg: TrainConfig, renders: Path | None, train_ids: list[str
         features = cache_render_features(Path(renders), train_ids, feat_dir, scales=tuple(cfg.scales),
                                          modalities=tuple(cfg.render_modalities),
                                          image_size=cfg.render_image_size, encoder_name=cfg.render_encoder,
-                                         height_range_m=cfg.render_height_range_m, device=str(device))
+                                         height_range=cfg.render_height_range, device=str(device))
     dd.barrier()
     if not dd.main:
         features = {b: feat_dir / f"{b}.npy" for b in train_ids if (feat_dir / f"{b}.npy").is_file()}

@@ -113,13 +113,14 @@ def _gray(values: np.ndarray, size: int) -> np.ndarray:
     return np.repeat((np.clip(img, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
 
 
-def _view_image(files: dict[str, Path], modality: str, size: int, height_range_m: float) -> np.ndarray | None:
+def _view_image(files: dict[str, Path], modality: str, size: int, height_range: float) -> np.ndarray | None:
     """One modality of a rendered view as an RGB uint8 image for the ImageNet encoder.
 
     Depth and height become grey images (PointCLIP-style, repeated over 3 channels), empty pixels
     (depth 0) black. Depth is min-max normalised per view, near = bright, since camera distances differ
-    between scales; height keeps its metric meaning (metres above ground / `height_range_m`), because
-    how tall a building is, is exactly what the 3D bridge can tell the street and satellite views.
+    between scales; height keeps its meaning across buildings (height above ground / `height_range`, in
+    the scene's unit), because how tall a building is, is exactly what the 3D bridge can tell the
+    street and satellite views.
     """
     f = files.get(modality)
     if f is None:
@@ -137,7 +138,7 @@ def _view_image(files: dict[str, Path], modality: str, size: int, height_range_m
             lo, hi = float(arr[valid].min()), float(arr[valid].max())
             img[valid] = 0.15 + 0.85 * (1.0 - (arr[valid] - lo) / max(hi - lo, 1e-6))
         else:
-            img[valid] = 0.15 + 0.85 * np.clip(arr[valid] / height_range_m, 0, 1)
+            img[valid] = 0.15 + 0.85 * np.clip(arr[valid] / height_range, 0, 1)
     return _gray(img, size)
 
 
@@ -146,17 +147,38 @@ def _files_key(views: list[list[dict[str, Path]]]) -> list:
             for scale in views]
 
 
+def auto_height_range(renders: Path, ids: list[str], scales: tuple[int, ...], percentile: float = 95.0) -> float:
+    """A height scale for the height views, in the scene's unit: the `percentile` of the buildings'
+    tops (each building's 99th-percentile rendered height over its views), so that height views use
+    the grey range across buildings instead of saturating or staying flat. 1.0 when nothing is rendered."""
+    tops = []
+    for bid in ids:
+        heights = [_read_map(f["height"]) for scale in render_views(Path(renders) / bid, scales)
+                   for f in scale if "height" in f]
+        vals = np.concatenate([h[np.isfinite(h) & (h > 0)] for h in heights]) if heights else np.empty(0)
+        if vals.size:
+            tops.append(float(np.percentile(vals, 99)))
+    return float(np.percentile(tops, percentile)) if tops and max(tops) > 0 else 1.0
+
+
 def cache_render_features(renders: Path, ids: list[str], out_dir: Path, *, scales: tuple[int, ...],
                           modalities: tuple[str, ...], image_size: int, encoder_name: str = "efficientnet_lite0",
-                          height_range_m: float = 50.0, device: str = "auto", batch_size: int = 32) -> dict[str, Path]:
+                          height_range: float = 0.0, device: str = "auto", batch_size: int = 32) -> dict[str, Path]:
     """Encode every rendered view once with the frozen encoder; write `<id>.npy` (S x V x M x C float32,
     NaN rows for absent views) into out_dir. Reuses files whose render inputs are unchanged.
-    Returns building id -> feature file, for buildings that have at least one rendered view."""
+    Returns building id -> feature file, for buildings that have at least one rendered view.
+
+    `height_range` <= 0 takes it from the renders themselves (`auto_height_range`): without GPS a
+    scene's unit is its drone orbit's radius, not the metre, so no fixed number fits every dataset."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    if "height" in modalities and height_range <= 0:
+        height_range = auto_height_range(Path(renders), ids, scales)
+        logger.info("height views: heights / %.4g (scene units; the 95th percentile of the buildings' tops)",
+                    height_range)
     index_path = out_dir / "index.json"
     index = json.loads(index_path.read_text()) if index_path.is_file() else {}
     settings = {"encoder": encoder_name, "image_size": image_size, "modalities": list(modalities),
-                "scales": list(scales), "height_range_m": height_range_m}
+                "scales": list(scales), "height_range": round(float(height_range), 6)}
     if index.get("settings") != settings:
         index = {"settings": settings, "items": {}}
     encoder = None
@@ -178,7 +200,7 @@ def cache_render_features(renders: Path, ids: list[str], out_dir: Path, *, scale
         for si, scale in enumerate(views):
             for vi, files in enumerate(scale):
                 for mi, mod in enumerate(modalities):
-                    img = _view_image(files, mod, image_size, height_range_m)
+                    img = _view_image(files, mod, image_size, height_range)
                     if img is not None:
                         jobs.append((si, vi, mi, img))
         for s in range(0, len(jobs), batch_size):

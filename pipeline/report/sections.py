@@ -333,12 +333,20 @@ def silhouette_table(ctx: ReportContext, ids: list[str]) -> str:
         "share of the silhouette inside the image; frame filled: the share of the image the building occupies.")
         + table(rows, cols))
 
+def _render_unit(scale_dir: Path) -> str:
+    """The unit a building's renders are in (cameras.json `unit`; renders of older versions: metres)."""
+    try:
+        return str(json.loads((scale_dir / "cameras.json").read_text()).get("unit") or "metre")
+    except (OSError, ValueError, AttributeError):
+        return "metre"
+
+
 def renders(ctx: ReportContext) -> str:
     m = ctx.manifest("render")
     ok = ctx.ok_items("render")
     if not ok:
         raise Missing("the render stage has no rendered building")
-    figs = []
+    figs, units = [], set()
     for bid in ok[: ctx.cfg.render_buildings]:
         d = ctx.workdir / "render" / bid
         scale_dirs = sorted((p for p in d.glob("scale*") if p.is_dir() and p.name[5:].isdigit()), key=lambda p: int(p.name[5:]))
@@ -355,7 +363,10 @@ def renders(ctx: ReportContext) -> str:
             ]))
         if not rows:
             continue
-        path = plots.plot_image_grid(rows, ctx.img(f"render_{bid}.png"), map_unit="m")
+        unit = _render_unit(scale_dirs[0]) if scale_dirs else "metre"
+        units.add(unit)
+        path = plots.plot_image_grid(rows, ctx.img(f"render_{bid}.png"),
+                                     map_unit="m" if unit == "metre" else f"x {unit}")
         info = (m.get("items") or {}).get(bid, {})
         n_views = info.get("views") or (m.get("summary") or {}).get("views")
         text = f"building {bid}: rendered views and priors per scale" + (f" ({n_views} views each; one nadir, one oblique shown)" if n_views else "")
@@ -365,7 +376,9 @@ def renders(ctx: ReportContext) -> str:
         figs.append(figure(ctx.rel(path), text))
     if not figs:
         raise Missing("no scale*/ render folders found under the render dir")
-    html = caption("Depth in metres from the camera, height in metres above the estimated ground (white: no point), "
+    unit = "metres" if units <= {"metre"} else " / ".join(sorted(u if u == "metre" else f"{u}s" for u in units))
+    html = caption(f"Depth in {unit} from the camera, height in {unit} above the estimated ground (white: no point; "
+                   "without GPS the reconstruction's unit is the drone orbit's radius), "
                    "normals as RGB = (n + 1) / 2 in the world frame, DSM from the nadir view.")
     html += grid(figs, 760)
     if len(ok) > ctx.cfg.render_buildings:
