@@ -52,16 +52,33 @@ def relative_rotation_errors(rec: pycolmap.Reconstruction, gt_cameras: dict[str,
     return np.asarray(errs)
 
 
-def point_to_mesh_distances(points: np.ndarray, mesh_path: Path) -> np.ndarray:
-    """Unsigned distance of each point to the triangle mesh (open3d RaycastingScene)."""
-    mesh = o3d.io.read_triangle_mesh(str(mesh_path))
-    if not len(mesh.triangles):
-        raise ValueError(f"{mesh_path}: no triangles in the ground-truth mesh")
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(mesh))
-    if not len(points):
-        return np.zeros(0)
-    return scene.compute_distance(o3d.core.Tensor(np.asarray(points, dtype=np.float32))).numpy()
+class SceneMesh:
+    """The ground-truth scene mesh, read once, with one distance query structure for every cloud
+    measured against it (the world mesh holds about a million triangles: reading it and building its
+    BVH cost more than the queries, so a building's five measurements share them)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.tris, self.obj = read_scene_mesh(self.path)
+        if not len(self.tris):
+            raise ValueError(f"{path}: no triangles in the ground-truth mesh")
+        self._scene = None
+
+    def distances(self, points: np.ndarray) -> np.ndarray:
+        """Unsigned distance of each point to the mesh (open3d RaycastingScene)."""
+        if not len(points):
+            return np.zeros(0)
+        if self._scene is None:
+            self._scene = o3d.t.geometry.RaycastingScene()
+            self._scene.add_triangles(
+                o3d.core.Tensor(self.tris.reshape(-1, 3).astype(np.float32)),
+                o3d.core.Tensor(np.arange(len(self.tris) * 3, dtype=np.uint32).reshape(-1, 3)))
+        return self._scene.compute_distance(o3d.core.Tensor(np.asarray(points, dtype=np.float32))).numpy()
+
+
+def point_to_mesh_distances(points: np.ndarray, mesh: Path | SceneMesh) -> np.ndarray:
+    """Unsigned distance of each point to the triangle mesh (a path, or a SceneMesh read once)."""
+    return (mesh if isinstance(mesh, SceneMesh) else SceneMesh(mesh)).distances(points)
 
 
 def evaluate_against_ground_truth(rec: pycolmap.Reconstruction, gt: dict, clouds: dict[int, np.ndarray],
@@ -98,9 +115,10 @@ def evaluate_against_ground_truth(rec: pycolmap.Reconstruction, gt: dict, clouds
     mesh = gt.get("mesh")
     size = gt.get("building_size")
     if mesh and size and Path(mesh).is_file():
+        scene = SceneMesh(Path(mesh))
         per_scale, all_d = {}, []
         for k, xyz in clouds.items():
-            d = point_to_mesh_distances(sim3_apply(sim, xyz), Path(mesh)) / float(size) if len(xyz) else np.zeros(0)
+            d = scene.distances(sim3_apply(sim, xyz)) / float(size) if len(xyz) else np.zeros(0)
             per_scale[str(k)] = float(np.median(d)) if len(d) else None
             all_d.append(d)
         d = np.concatenate(all_d) if all_d else np.zeros(0)
@@ -117,7 +135,7 @@ def evaluate_against_ground_truth(rec: pycolmap.Reconstruction, gt: dict, clouds
             for name, cl in (("sparse", clouds), ("dense", dense)):
                 if cl is not None:
                     xyz = np.concatenate([c for c in cl.values() if len(c)] or [np.zeros((0, 3))])
-                    geometry[name] = cloud_quality(sim3_apply(sim, xyz) if len(xyz) else xyz, Path(mesh),
+                    geometry[name] = cloud_quality(sim3_apply(sim, xyz) if len(xyz) else xyz, scene,
                                                    int(index), float(size))
             out["geometry"] = geometry
     return out
@@ -157,7 +175,7 @@ def surface_samples(tris: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray
     return t[:, 0] + r1[:, None] * (t[:, 1] - t[:, 0]) + r2[:, None] * (t[:, 2] - t[:, 0]), face
 
 
-def cloud_quality(xyz: np.ndarray, mesh_path: Path, building_index: int, building_size: float,
+def cloud_quality(xyz: np.ndarray, mesh: Path | SceneMesh, building_index: int, building_size: float,
                   taus: tuple[float, ...] = TAUS, n_samples: int = 20000, seed: int = 0) -> dict:
     """Accuracy and completeness of a cloud (metres, ground-truth frame) at each tau (x building size).
 
@@ -167,10 +185,10 @@ def cloud_quality(xyz: np.ndarray, mesh_path: Path, building_index: int, buildin
     """
     from scipy.spatial import cKDTree
 
-    tris, obj = read_scene_mesh(mesh_path)
-    mine = tris[obj == building_index]
+    scene = mesh if isinstance(mesh, SceneMesh) else SceneMesh(mesh)
+    mine = scene.tris[scene.obj == building_index]
     if not len(mine):
-        raise ValueError(f"{mesh_path}: no faces of building index {building_index}")
+        raise ValueError(f"{scene.path}: no faces of building index {building_index}")
     normals = np.cross(mine[:, 1] - mine[:, 0], mine[:, 2] - mine[:, 0])
     normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
     samples, face = surface_samples(mine, n_samples, seed)
@@ -180,10 +198,7 @@ def cloud_quality(xyz: np.ndarray, mesh_path: Path, building_index: int, buildin
                  "facade_share_of_surface": round(float(facade.mean()), 4),
                  "accuracy": {}, "completeness": {}, "completeness_facades": {}}
     if len(xyz):
-        scene = o3d.t.geometry.RaycastingScene()
-        scene.add_triangles(o3d.core.Tensor(tris.reshape(-1, 3).astype(np.float32)),
-                            o3d.core.Tensor(np.arange(len(tris) * 3, dtype=np.uint32).reshape(-1, 3)))
-        d_acc = scene.compute_distance(o3d.core.Tensor(xyz.astype(np.float32))).numpy()
+        d_acc = scene.distances(xyz)
         d_comp, _ = cKDTree(xyz).query(samples, k=1, workers=-1)
     else:
         d_acc, d_comp = np.zeros(0), np.full(len(samples), np.inf)
