@@ -83,7 +83,12 @@ def run_ablation(cfg: Config, workdir: Path, seeds: int = 3, variants: list[str]
     _paired_differences(results, workdir, seeds)
     baseline = _colour_baseline(workdir)
     pretrained = _pretrained_baseline(workdir, cfg)
-    payload = {"seeds": seeds, "variants": results, "baseline": baseline, "pretrained": pretrained,
+    # University-1652's main task, the near half of the bridge, beside its two floors
+    full_drone = [_task_metrics(read_json(workdir / "ablation" / f"full-s{s}" / "evaluate" / "metrics.json") or {},
+                                "drone->satellite") for s in range(seeds)] if "full" in variants else []
+    drone = {"full": _aggregate(full_drone), "baseline": _colour_baseline(workdir, "drone"),
+             "pretrained": _pretrained_baseline(workdir, cfg, "drone")}
+    payload = {"seeds": seeds, "variants": results, "baseline": baseline, "pretrained": pretrained, "drone": drone,
                "train": _train_budget(cfg)}
     atomic_write_json(workdir / "ablation" / "results.json", payload)
     table = format_ablation(payload)
@@ -128,6 +133,12 @@ def _link_features(shared: Path, run_dir: Path) -> None:
                 f.unlink()
         link.rmdir()
     link.symlink_to(target, target_is_directory=True)
+
+
+def _task_metrics(metrics: dict, task: str) -> dict:
+    tasks = metrics.get("tasks", metrics)
+    m = tasks.get(task) or {}
+    return {k: float(m[k]) for k in METRICS if k in m}
 
 
 def _street_metrics(metrics: dict) -> dict:
@@ -193,29 +204,29 @@ def _paired_differences(results: dict, workdir: Path, seeds: int) -> None:
                                       "ci95": [100 * x for x in bootstrap_ci(other[k] - full[k])]} for k in PAIRED}
 
 
-def _colour_baseline(workdir: Path) -> dict | None:
+def _colour_baseline(workdir: Path, query: str = "street") -> dict | None:
     """The trivial colour-histogram matcher on the same test split: how easy the world is."""
     try:
         from synthetic.baseline import colour_histogram_recall
     except ImportError:
         return None
     tree = workdir / "data" / "tree"
-    if not tree.exists():
+    if not (tree / "test" / f"query_{query}").exists():
         return None
-    res = colour_histogram_recall(tree)
+    res = colour_histogram_recall(tree, query=query)
     # the matcher reports fractions; the table and the report are in percent like metrics.json
     return {k: (100.0 * v if k.startswith(("R@", "AP", "chance")) else v) for k, v in res.items()}
 
 
-def _pretrained_baseline(workdir: Path, cfg: Config) -> dict | None:
+def _pretrained_baseline(workdir: Path, cfg: Config, query: str = "street") -> dict | None:
     """The frozen ImageNet encoder without cross-view training, at the training image size."""
     from retrieval.baselines import pretrained_recall
 
     tree = workdir / "data" / "tree"
-    if not tree.exists():
+    if not (tree / "test" / f"query_{query}").exists():
         return None
     res = pretrained_recall(tree, image_size=cfg.train.image_size, encoder=cfg.train.backbone,
-                            weights=cfg.train.backbone_weights, device=cfg.train.device)
+                            weights=cfg.train.backbone_weights, device=cfg.train.device, query=query)
     return {k: (100.0 * v if k.startswith(("R@", "AP")) else v) for k, v in res.items()}
 
 
@@ -241,6 +252,15 @@ def format_ablation(payload: dict) -> str:
         lines.append("| colour-histogram matcher (no learning) | " + " | ".join(cells) + " |")
         if "chance_R@1" in b:
             lines.append(f"| chance (1 / gallery of {b.get('gallery', '?')}) | {float(b['chance_R@1']):.2f} | - | - | - |")
+    dr = payload.get("drone") or {}
+    if dr.get("full") or dr.get("pretrained") or dr.get("baseline"):
+        def fmt(m: dict | None) -> str:
+            if not m:
+                return "-"
+            return " / ".join(f"{k} {m[k]['mean'] if isinstance(m[k], dict) else float(m[k]):.2f}"
+                              for k in ("R@1", "R@5", "AP") if k in m)
+        lines += ["", f"drone->satellite: full model {fmt(dr.get('full'))}; pretrained encoder "
+                  f"{fmt(dr.get('pretrained'))}; colour histogram {fmt(dr.get('baseline'))}"]
     deltas = [(v["label"], v["delta_vs_full"]) for v in payload["variants"].values() if v.get("delta_vs_full")]
     if deltas:
         lines += ["", "variant - full model on the same queries (per-query scores averaged over the seeds), with a "

@@ -29,11 +29,12 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
 
 
-def colour_histogram_recall(root: Path, ks: tuple[int, ...] = (1, 5, 10)) -> dict:
-    """Rank the test gallery satellite tiles (distractors included) for every test street query by
-    histogram intersection; return R@K, R@top1%, AP (University-1652 protocol) and chance level."""
+def colour_histogram_recall(root: Path, ks: tuple[int, ...] = (1, 5, 10), query: str = "street") -> dict:
+    """Rank the test gallery satellite tiles (distractors included) for every test `query` image
+    (street, or drone) by histogram intersection; return R@K, R@top1%, AP (University-1652 protocol)
+    and chance level."""
     root = Path(root)
-    qdir, gdir = root / "test" / "query_street", root / "test" / "gallery_satellite"
+    qdir, gdir = root / "test" / f"query_{query}", root / "test" / "gallery_satellite"
     for d in (qdir, gdir):
         if not d.is_dir():
             raise FileNotFoundError(f"{d}: missing; expected a University-1652-layout tree")
@@ -64,7 +65,9 @@ def colour_histogram_recall(root: Path, ks: tuple[int, ...] = (1, 5, 10)) -> dic
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("root", type=Path)
-    print(json.dumps(colour_histogram_recall(ap.parse_args(argv).root), indent=1))
+    ap.add_argument("--query", choices=("street", "drone"), default="street", help="query images (default street)")
+    args = ap.parse_args(argv)
+    print(json.dumps(colour_histogram_recall(args.root, query=args.query), indent=1))
 
 
 if __name__ == "__main__":

@@ -40,3 +40,15 @@ def test_missing_folder_names_the_path(tmp_path):
     (tmp_path / "test" / "query_street").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="gallery_satellite"):
         pretrained_recall(tmp_path, device="cpu")
+
+
+def test_drone_queries_use_the_drone_folder(tmp_path):
+    rng = np.random.default_rng(1)
+    for i, b in enumerate(["0001", "0002", "0003"]):
+        img = _scene(rng, i)
+        for sub, name in (("gallery_satellite", f"{b}.png"), ("query_drone", "image-01.png")):
+            (tmp_path / "test" / sub / b).mkdir(parents=True)
+            cv2.imwrite(str(tmp_path / "test" / sub / b / name), img)
+    assert pretrained_recall(tmp_path, image_size=64, device="cpu", query="drone")["queries"] == 3
+    with pytest.raises(FileNotFoundError, match="query_street"):
+        pretrained_recall(tmp_path, image_size=64, device="cpu")
