@@ -278,6 +278,7 @@ RULES: dict[str, Rule] = {
     "train.learn_temperature": flag(),
     "train.label_smoothing": share(hi_open=True),
     "train.w_street_satellite": number(0),
+    "train.w_drone_satellite": number(0),
     "train.w_street_3d": number(0),
     "train.w_3d_satellite": number(0),
     "train.ssl_weight": number(0),

@@ -69,6 +69,8 @@ class TrainConfig:
     w_street_satellite: float = 1.0
     w_street_3d: float = 1.0
     w_3d_satellite: float = 1.0
+    w_drone_satellite: float = 0.0        # drone-satellite InfoNCE over the batch's flown buildings (one drone
+                                          # image each; University-1652's main task); 0: drone images unused
     ssl_weight: float = 3.0               # self-supervised InfoNCE (two augmentations): weight of the mean
                                           # of the street and satellite terms (the paper's 3.0)
     ssl_3d_weight: float | None = None    # the 3D self-supervised term's own weight, added when a batch has

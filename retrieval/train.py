@@ -315,8 +315,8 @@ def train_one_epoch(model: torch.nn.Module, loader: Any, optimizer: torch.optim.
                leave=False)
     for step, batch in enumerate(bar):
         two_views = "street2" in batch
-        views = ["street", "satellite"] + (["street2", "satellite2"] if two_views else [])
-        n = len(batch["ids"])
+        views = ["street", "satellite"] + (["street2", "satellite2"] if two_views else []) + (
+            ["drone"] if "drone" in batch else [])
         # uint8 pixels go to the device as they are: the backbone normalises them (its own mean/std)
         images = [batch[v].to(tools.device, non_blocking=True) for v in views]
         feats = mask = None
@@ -329,7 +329,8 @@ def train_one_epoch(model: torch.nn.Module, loader: Any, optimizer: torch.optim.
         autocast = torch.autocast("cuda", dtype=tools.amp_dtype) if tools.use_amp else nullcontext()
         with autocast:
             emb2d, emb3d, scale = model(images, feats, mask)
-        emb = {v: e for v, e in zip(views, emb2d.float().split(n))}
+        emb = {v: e for v, e in zip(views, emb2d.float().split([x.shape[0] for x in images]))}
+        n = len(batch["ids"])
         has_3d = None
         if emb3d is not None:
             parts3d = emb3d.float().split(n)
@@ -337,7 +338,8 @@ def train_one_epoch(model: torch.nn.Module, loader: Any, optimizer: torch.optim.
             if two_views:
                 emb["threed2"] = parts3d[1]
             has_3d = batch["has_3d"].to(tools.device)
-        loss, parts = skylink_loss(emb, scale.float(), tools.weights, has_3d)
+        drone_rows = batch["drone_rows"].to(tools.device) if "drone_rows" in batch else None
+        loss, parts = skylink_loss(emb, scale.float(), tools.weights, has_3d, drone_rows)
         finite = torch.isfinite(loss.detach()).float()
         if tools.dd.world > 1:
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
@@ -420,7 +422,10 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
     if len(train_ids) < 2:
         raise ValueError(f"{data_root}: only {len(train_ids)} train building(s) after the validation split")
     features = _render_features(cfg, renders, train_ids, out, dd, device)
-    planner = _planner(cfg, data_root, train_ids, set(features) if cfg.use_3d else set())
+    flown = set(features) if cfg.use_3d else set()
+    if cfg.w_drone_satellite > 0:   # drone-satellite pairs need flown buildings gathered in batches too
+        flown |= {b for b in train_ids if buildings[b].drone}
+    planner = _planner(cfg, data_root, train_ids, flown)
 
     run_key = _run_key(cfg, buildings, features, dd.world)
     resolved = dataclasses.asdict(cfg)
@@ -459,7 +464,7 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
 
         writer = SummaryWriter(str(out / "tb"), purge_step=start_epoch * steps_per_epoch)
     weights = LossWeights(cfg.w_street_satellite, cfg.w_street_3d, cfg.w_3d_satellite, cfg.ssl_weight,
-                          cfg.label_smoothing, cfg.ssl_3d_weight)
+                          cfg.label_smoothing, cfg.ssl_3d_weight, cfg.w_drone_satellite)
     tools = StepTools(weights, scheduler, scaler, device, use_amp, amp_dtype, cfg.grad_clip, dd, writer)
     aug = AugmentParams(cfg.image_size, tuple(cfg.street_crop_scale), color_jitter=cfg.color_jitter,
                         blur_prob=cfg.blur_prob, satellite_rot90=cfg.satellite_rot90,
@@ -479,7 +484,8 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
                             samples_per_building=cfg.samples_per_building, aug=aug, two_views=cfg.ssl_weight > 0,
                             features=features if cfg.use_3d else None, n_scales=len(cfg.scales),
                             n_modalities=len(cfg.render_modalities), feature_dim=cfg.render_feature_dim,
-                            view_dropout=cfg.view_dropout, image_cache=cache)
+                            view_dropout=cfg.view_dropout, image_cache=cache,
+                            drone_pairs=cfg.w_drone_satellite > 0)
         loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=cfg.num_workers)
         try:
             record, global_step = train_one_epoch(model, loader, optimizer, tools, epoch=epoch, epochs=cfg.epochs,

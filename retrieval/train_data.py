@@ -29,6 +29,7 @@ class Building:
     satellite: Path
     street: list[Path]                                 # the building's own street images
     extra: list[Path] = field(default_factory=list)    # GREM-kept google images
+    drone: list[Path] = field(default_factory=list)    # drone images (flown buildings only)
 
     @property
     def street_pool(self) -> list[Path]:
@@ -57,7 +58,7 @@ def collect_buildings(data_root: Path, grem: Path | None = None) -> dict[str, Bu
         for p in extra:
             if not p.is_file():
                 raise FileNotFoundError(f"{p}: listed as kept in {grem}/{bid}/grem.json but missing")
-        out[bid] = Building(bid, sats[0], street, extra)
+        out[bid] = Building(bid, sats[0], street, extra, sorted(r.path for r in recs if r.view == "drone"))
     if len(out) < 2:
         raise ValueError(f"{data_root}: {len(out)} usable train building(s); contrastive training needs at least 2")
     return out
@@ -244,13 +245,14 @@ class TrainBatches(torch.utils.data.Dataset):
     def __init__(self, buildings: dict[str, Building], batches: list[list[tuple[str, int]]], *, epoch: int,
                  seed: int, samples_per_building: int, aug: AugmentParams, two_views: bool,
                  features: dict[str, Path] | None, n_scales: int, n_modalities: int, feature_dim: int,
-                 view_dropout: float, image_cache: "ImageCache"):
+                 view_dropout: float, image_cache: "ImageCache", drone_pairs: bool = False):
         self.buildings, self.batches, self.epoch, self.seed = buildings, batches, epoch, seed
         self.spb, self.aug, self.two_views = samples_per_building, aug, two_views
         self.features = features
         self.n_scales, self.n_modalities, self.feature_dim = n_scales, n_modalities, feature_dim
         self.view_dropout = view_dropout
         self.cache = image_cache
+        self.drone_pairs = drone_pairs
         self._feat_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
@@ -273,6 +275,7 @@ class TrainBatches(torch.utils.data.Dataset):
         batch = self.batches[i]
         streets, sats, streets2, sats2 = [], [], [], []
         td_feats, td_masks, td_masks2, has_3d = [], [], [], []
+        drones, drone_rows = [], []
         max_views = 1
         for slot, (bid, rnd) in enumerate(batch):
             rng = np.random.default_rng([self.seed, self.epoch, i, slot, 5])
@@ -284,6 +287,10 @@ class TrainBatches(torch.utils.data.Dataset):
             if self.two_views:
                 streets2.append(augment_street(st, self.aug, rng))
                 sats2.append(augment_satellite(sa, self.aug, rng))
+            if self.drone_pairs and b.drone:
+                # any altitude: the random crop of augment_street keeps the oblique views' framing
+                drones.append(augment_street(self.cache.get(b.drone[int(rng.integers(len(b.drone)))]), self.aug, rng))
+                drone_rows.append(slot)
             f = self._features(bid)
             if f is not None:
                 feats, mask = f
@@ -305,6 +312,8 @@ class TrainBatches(torch.utils.data.Dataset):
                                                     "street": stack(streets), "satellite": stack(sats)}
         if self.two_views:
             out["street2"], out["satellite2"] = stack(streets2), stack(sats2)
+        if len(drones) >= 2:
+            out["drone"], out["drone_rows"] = stack(drones), torch.tensor(drone_rows, dtype=torch.long)
         if self.features is not None:
             n = len(batch)
             F = np.zeros((n, self.n_scales, max_views, self.n_modalities, self.feature_dim), np.float32)

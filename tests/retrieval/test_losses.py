@@ -102,3 +102,18 @@ def test_learnable_temperature():
     fixed = SkyLinkModel(TrainConfig(use_3d=False, pretrained=False, learn_temperature=False,
                                      pafa_proj_channels=16, pafa_depth=1))
     assert not fixed.logit_scale.requires_grad
+
+
+def test_drone_satellite_pairs_only_with_their_weight():
+    torch.manual_seed(0)
+    emb = {k: torch.nn.functional.normalize(torch.randn(6, 8), dim=1) for k in ("street", "satellite")}
+    rows = torch.tensor([1, 3, 4])
+    emb["drone"] = emb["satellite"][rows].clone()         # drone images that look like their tiles
+    off, parts_off = skylink_loss(emb, 10.0, LossWeights(ssl=0.0), drone_rows=rows)
+    assert "drone_satellite" not in parts_off
+    on, parts = skylink_loss(emb, 10.0, LossWeights(ssl=0.0, drone_satellite=2.0), drone_rows=rows)
+    expected = info_nce(emb["drone"], emb["satellite"][rows], 10.0, 0.1)
+    assert parts["drone_satellite"] == pytest.approx(float(expected))
+    assert float(on) == pytest.approx(float(off) + 2.0 * float(expected))
+    _, parts_one = skylink_loss(emb, 10.0, LossWeights(ssl=0.0, drone_satellite=2.0), drone_rows=rows[:1])
+    assert "drone_satellite" not in parts_one            # one pair has no negative

@@ -174,3 +174,15 @@ def test_ddp_two_processes_gloo(micro, tmp_path):
     ckpt = torch.load(out / "model.pt", map_location="cpu", weights_only=False)
     assert ckpt["meta"]["world_size"] == 2 and ckpt["epoch"] == 1
     load_checkpoint(out / "model.pt", "cpu")
+
+
+def test_drone_satellite_pairs_train(micro, tmp_path):
+    """With w_drone_satellite the flown buildings' drone images join the batch (gathered like 3D ones)
+    and their term is logged; without it no drone image is read."""
+    tree, renders = micro
+    cfg = tiny_cfg(epochs=1, batch_size=6, ssl_weight=0.0, w_drone_satellite=1.0, use_3d=False)
+    train(tree, tmp_path / "on", cfg, renders=renders, progress=False)
+    hist = json.loads((tmp_path / "on" / "history.json").read_text())
+    assert hist[0]["loss_drone_satellite"] > 0
+    train(tree, tmp_path / "off", dataclasses.replace(cfg, w_drone_satellite=0.0), renders=renders, progress=False)
+    assert "loss_drone_satellite" not in json.loads((tmp_path / "off" / "history.json").read_text())[0]

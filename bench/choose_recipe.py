@@ -1,0 +1,135 @@
+"""Recipe choices on the validation world: candidates trained side by side, over seeds, paired on the same queries.
+
+    python bench/choose_recipe.py --config assets/configs/validation.yaml \
+        --candidate ref: --candidate nossl:train.ssl_weight=0 --seeds 3 [--reference ref]
+
+Each candidate is a name and `section.key=value` overrides (comma-separated; none for the reference).
+Every run is WORKDIR/choices/<name>-s<seed>, whose upstream stages (data, reconstruct, render,
+enhance) link to the work dir's as in `skylink ablate`, so only train, index and evaluate run per
+candidate and seed; finished runs are reused. Prints a table of street->satellite and drone->satellite
+(mean ± std over seeds) and each candidate's paired difference to the reference on the same queries
+(per-query scores averaged over seeds) with a 95% bootstrap interval; writes WORKDIR/choices/results.json.
+This is where defaults are chosen: never on the demo's test split.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline.ablation import (  # noqa: E402
+    FEATURES, PAIRED, PER_RUN, SHARED, _aggregate, _link_features, _link_shared, _per_query, _task_metrics)
+from pipeline.cache import atomic_write_json, read_json, workdir_lock  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+from pipeline.stage import run_stage  # noqa: E402
+from pipeline.stages import get_stage  # noqa: E402
+from retrieval.metrics import bootstrap_ci  # noqa: E402
+
+TASKS = ("street->satellite", "drone->satellite")
+
+
+def parse_candidate(text: str) -> tuple[str, list[str]]:
+    name, _, sets = text.partition(":")
+    if not name or "/" in name:
+        raise SystemExit(f"--candidate {text!r}: expected NAME:section.key=value[,section.key=value]")
+    return name, [s for s in sets.split(",") if s]
+
+
+def run_candidate(config: Path, base_sets: list[str], sets: list[str], workdir: Path, run_dir: Path, seed: int) -> dict:
+    cfg = load_config(config, base_sets + sets + [f"train.seed={seed}"])
+    _link_shared(workdir, run_dir)
+    _link_features(workdir / "choices" / FEATURES, run_dir)
+    with workdir_lock(run_dir):
+        for name in PER_RUN:
+            run_stage(get_stage(name), cfg, run_dir)
+    return read_run(config, base_sets, sets, workdir, run_dir, seed)
+
+
+def read_run(config: Path, base_sets: list[str], sets: list[str], workdir: Path, run_dir: Path, seed: int) -> dict:
+    metrics = read_json(run_dir / "evaluate" / "metrics.json")
+    if metrics is None:
+        raise SystemExit(f"{run_dir}: no evaluate/metrics.json (run it first, without --no-run)")
+    history = read_json(run_dir / "train" / "history.json") or [{}]
+    return {"seed": seed, "train_s": round(sum(h.get("seconds", 0.0) for h in history), 1),
+            "threads": history[-1].get("threads"), **{task: _task_metrics(metrics, task) for task in TASKS}}
+
+
+def paired(ref_dirs: list[Path], dirs: list[Path]) -> dict:
+    def mean_over_seeds(ds: list[Path]) -> dict[str, np.ndarray]:
+        runs = [_per_query(d) for d in ds]
+        return {k: np.mean([r[k] for r in runs], axis=0) for k in PAIRED}
+    a, b = mean_over_seeds(ref_dirs), mean_over_seeds(dirs)
+    return {k: {"mean": 100 * float(np.mean(b[k] - a[k])), "ci95": [100 * x for x in bootstrap_ci(b[k] - a[k])]}
+            for k in PAIRED}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, default=REPO / "assets" / "configs" / "validation.yaml")
+    ap.add_argument("--workdir", type=Path, help="default work/<config name>")
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="override for every candidate")
+    ap.add_argument("--candidate", action="append", required=True, help="NAME:section.key=value[,...]")
+    ap.add_argument("--reference", help="candidate the others are compared with (default: the first)")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--no-run", action="store_true",
+                    help="only read finished runs (e.g. candidates trained by separate processes side by side)")
+    args = ap.parse_args(argv)
+    workdir = args.workdir or Path("work") / args.config.stem
+    cands = dict(parse_candidate(c) for c in args.candidate)
+    ref = args.reference or next(iter(cands))
+    if ref not in cands:
+        raise SystemExit(f"--reference {ref!r} is not a candidate ({', '.join(cands)})")
+    base = load_config(args.config, args.sets)
+    if not args.no_run:
+        with workdir_lock(workdir):
+            for name in SHARED:
+                run_stage(get_stage(name), base, workdir)
+    results: dict[str, dict] = {}
+    for name, sets in cands.items():
+        runs = [(read_run if args.no_run else run_candidate)(args.config, args.sets, sets, workdir,
+                                                             workdir / "choices" / f"{name}-s{s}", s)
+                for s in range(args.seeds)]
+        results[name] = {"overrides": sets, "runs": runs,
+                         **{task: _aggregate([r[task] for r in runs]) for task in TASKS}}
+    for name in cands:
+        if name != ref:
+            results[name]["delta_vs_" + ref] = paired([workdir / "choices" / f"{ref}-s{s}" for s in range(args.seeds)],
+                                                      [workdir / "choices" / f"{name}-s{s}" for s in range(args.seeds)])
+    payload = {"config": str(args.config), "world_seed": base.synth.seed, "sets": args.sets, "seeds": args.seeds,
+               "reference": ref, "machine": platform.machine(), "candidates": results}
+    atomic_write_json(workdir / "choices" / "results.json", payload)
+    print(json.dumps(payload))
+    print(format_table(payload))
+    return 0
+
+
+def format_table(payload: dict) -> str:
+    ref = payload["reference"]
+    lines = [f"validation world (seed {payload['world_seed']}), {payload['seeds']} train seeds, mean ± std",
+             "", "| candidate | overrides | street R@1 | street R@5 | street AP | drone R@1 | train s |",
+             "|---|---|---|---|---|---|---|"]
+    for name, c in payload["candidates"].items():
+        s, d = c["street->satellite"], c["drone->satellite"]
+        cell = lambda m, k: f"{m[k]['mean']:.2f} ± {m[k]['std']:.2f}" if k in m else "-"  # noqa: E731
+        secs = np.mean([r["train_s"] for r in c["runs"]])
+        lines.append(f"| {name} | {', '.join(c['overrides']) or '(reference)'} | {cell(s, 'R@1')} | {cell(s, 'R@5')} "
+                     f"| {cell(s, 'AP')} | {cell(d, 'R@1')} | {secs:.0f} |")
+    lines += ["", f"candidate - {ref}, street->satellite, paired on the same queries, 95% bootstrap interval", "",
+              "| candidate | ΔR@1 | ΔR@5 | ΔAP |", "|---|---|---|---|"]
+    for name, c in payload["candidates"].items():
+        d = c.get("delta_vs_" + ref)
+        if d:
+            lines.append(f"| {name} | " + " | ".join(f"{d[k]['mean']:+.2f} [{d[k]['ci95'][0]:+.1f}, {d[k]['ci95'][1]:+.1f}]"
+                                                      for k in PAIRED) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
