@@ -61,9 +61,9 @@ def read_run(config: Path, base_sets: list[str], sets: list[str], workdir: Path,
             "threads": history[-1].get("threads"), **{task: _task_metrics(metrics, task) for task in TASKS}}
 
 
-def paired(ref_dirs: list[Path], dirs: list[Path]) -> dict:
+def paired(ref_dirs: list[Path], dirs: list[Path], task: str = "street->satellite") -> dict:
     def mean_over_seeds(ds: list[Path]) -> dict[str, np.ndarray]:
-        runs = [_per_query(d) for d in ds]
+        runs = [_per_query(d, f"ranks_{task.replace('->', '-')}.csv") for d in ds]
         return {k: np.mean([r[k] for r in runs], axis=0) for k in PAIRED}
     a, b = mean_over_seeds(ref_dirs), mean_over_seeds(dirs)
     return {k: {"mean": 100 * float(np.mean(b[k] - a[k])), "ci95": [100 * x for x in bootstrap_ci(b[k] - a[k])]}
@@ -100,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
                          **{task: _aggregate([r[task] for r in runs]) for task in TASKS}}
     for name in cands:
         if name != ref:
-            results[name]["delta_vs_" + ref] = paired([workdir / "choices" / f"{ref}-s{s}" for s in range(args.seeds)],
-                                                      [workdir / "choices" / f"{name}-s{s}" for s in range(args.seeds)])
+            results[name]["delta_vs_" + ref] = {
+                task: paired([workdir / "choices" / f"{ref}-s{s}" for s in range(args.seeds)],
+                             [workdir / "choices" / f"{name}-s{s}" for s in range(args.seeds)], task) for task in TASKS}
     payload = {"config": str(args.config), "world_seed": base.synth.seed, "sets": args.sets, "seeds": args.seeds,
                "reference": ref, "machine": platform.machine(), "candidates": results}
     atomic_write_json(workdir / "choices" / "results.json", payload)
@@ -121,13 +122,15 @@ def format_table(payload: dict) -> str:
         secs = np.mean([r["train_s"] for r in c["runs"]])
         lines.append(f"| {name} | {', '.join(c['overrides']) or '(reference)'} | {cell(s, 'R@1')} | {cell(s, 'R@5')} "
                      f"| {cell(s, 'AP')} | {cell(d, 'R@1')} | {secs:.0f} |")
-    lines += ["", f"candidate - {ref}, street->satellite, paired on the same queries, 95% bootstrap interval", "",
-              "| candidate | ΔR@1 | ΔR@5 | ΔAP |", "|---|---|---|---|"]
+    lines += ["", f"candidate - {ref}, paired on the same queries (per-query scores averaged over the seeds), "
+              "95% bootstrap interval", "",
+              "| candidate | street ΔR@1 | street ΔR@5 | street ΔAP | drone ΔR@1 | drone ΔAP |", "|---|---|---|---|---|---|"]
+    fmt = lambda d, k: f"{d[k]['mean']:+.2f} [{d[k]['ci95'][0]:+.1f}, {d[k]['ci95'][1]:+.1f}]"  # noqa: E731
     for name, c in payload["candidates"].items():
         d = c.get("delta_vs_" + ref)
         if d:
-            lines.append(f"| {name} | " + " | ".join(f"{d[k]['mean']:+.2f} [{d[k]['ci95'][0]:+.1f}, {d[k]['ci95'][1]:+.1f}]"
-                                                      for k in PAIRED) + " |")
+            st, dr = d["street->satellite"], d["drone->satellite"]
+            lines.append(f"| {name} | " + " | ".join([fmt(st, k) for k in PAIRED] + [fmt(dr, "R@1"), fmt(dr, "AP")]) + " |")
     return "\n".join(lines)
 
 

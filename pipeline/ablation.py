@@ -160,12 +160,12 @@ RANKS_CSV = "ranks_street-satellite.csv"   # written by the evaluate stage
 PAIRED = ("R@1", "R@5", "AP")
 
 
-def _per_query(run_dir: Path) -> dict[str, np.ndarray]:
+def _per_query(run_dir: Path, ranks_csv: str = RANKS_CSV) -> dict[str, np.ndarray]:
     """Per-query hit at 1 and 5 and AP of one run, in query-name order, from its ranks CSV (which
     holds each query's first match and AP, all the hits need)."""
     from retrieval.metrics import per_query_scores
 
-    path = run_dir / "evaluate" / RANKS_CSV
+    path = run_dir / "evaluate" / ranks_csv
     with open(path, newline="") as f:
         rows = sorted(csv.DictReader(f), key=lambda r: r["query"])
     firsts = [np.array([int(r["first_match_rank"]) - 1]) if r["first_match_rank"] else np.array([], np.int64)
