@@ -29,6 +29,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "gem": ("without PAFA (GeM pooling)", {"head": "gem"}),
     "nogrem": ("without GREM", {"use_grem": False}),
     "nossl": ("without the self-supervised term", {"ssl_weight": 0.0}),
+    "ssl": ("with the paper's self-supervised term (weight 3)", {"ssl_weight": 3.0}),
+    "nodrone": ("without drone-satellite pairs", {"w_drone_satellite": 0.0}),
     "nohard": ("without hard negatives", {"neighbour_sampling": False, "similarity_sampling": False}),
 }
 SHARED = ("data", "reconstruct", "render", "enhance")
@@ -58,6 +60,10 @@ def run_ablation(cfg: Config, workdir: Path, seeds: int = 3, variants: list[str]
     variants = variants or list(VARIANTS)
     for v in variants:
         variant_config(cfg, v, 0)  # fail fast on a bad name before any work
+    same = [v for v in variants if v != "full" and variant_config(cfg, v, 0) == variant_config(cfg, "full", 0)]
+    if same:   # e.g. "nossl" where the config has no self-supervised term: it would train the full model again
+        log.warning("ablation: %s equal the full model with this config; skipped", ", ".join(same))
+        variants = [v for v in variants if v not in same]
     with workdir_lock(workdir):
         for name in SHARED:
             run_stage(get_stage(name), cfg, workdir)

@@ -99,10 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--out", type=Path, default=Path("answer.zip"), help="zip file to write (default answer.zip)")
 
-    p = sub.add_parser("ablate", help="train and evaluate the ablation variants (full, no 3D, GeM, no GREM, no SSL)")
+    p = sub.add_parser("ablate", help="train and evaluate the ablation variants (full, no 3D, GeM, no GREM, "
+                       "the self-supervised term switched, no hard negatives, no drone pairs)")
     _common(p)
     p.add_argument("--seeds", type=int, default=3, help="seeds per variant (default 3)")
-    p.add_argument("--variants", default="full,no3d,gem,nogrem,nossl", help="comma-separated variants")
+    p.add_argument("--variants", default="full,no3d,gem,nogrem,nossl,ssl,nohard,nodrone",
+                   help="comma-separated variants (one that equals the full model under the config is skipped)")
     p.add_argument("--no-report", action="store_true",
                    help="stop after the table; do not train the main work dir's model to rebuild its report")
     return parser

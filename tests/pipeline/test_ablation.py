@@ -24,6 +24,21 @@ def test_variant_config_changes_only_its_part_and_the_seed():
         variant_config(cfg, "nope", 0)
 
 
+def test_a_variant_equal_to_the_full_model_is_skipped(tmp_path: Path, monkeypatch):
+    """With no self-supervised term in the config, "nossl" would train the full model again."""
+    import pipeline.ablation as ab
+
+    cfg = load_config(REPO / "assets" / "configs" / "tiny.yaml", ["train.ssl_weight=0"])
+    ran: list[str] = []
+    monkeypatch.setattr(ab, "run_stage", lambda stage, c, wd, **kw: ran.append(Path(wd).name))
+    monkeypatch.setattr(ab, "_paired_differences", lambda *a: None)
+    monkeypatch.setattr(ab, "_colour_baseline", lambda *a: None)
+    monkeypatch.setattr(ab, "_pretrained_baseline", lambda *a: None)
+    payload = ab.run_ablation(cfg, tmp_path, seeds=1, variants=["full", "nossl", "ssl"], report=False)
+    assert list(payload["variants"]) == ["full", "ssl"]
+    assert variant_config(cfg, "ssl", 0).train.ssl_weight == 3.0
+
+
 def test_runs_share_one_render_feature_cache(tmp_path: Path):
     shared = tmp_path / "ablation" / "render_features"
     old = tmp_path / "ablation" / "full-s0" / "train" / "render_features"
