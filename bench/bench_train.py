@@ -71,13 +71,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=None, help="University-1652 tree (default: generate one)")
     p.add_argument("--renders", type=Path, default=None, help="render stage output for the 3D bridge")
-    p.add_argument("--n-train", type=int, default=16, help="training buildings of the generated world")
-    p.add_argument("--image-size", type=int, nargs="+", default=[128, 160])
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--n-train", type=int, default=64, help="training buildings of the generated world")
+    p.add_argument("--image-size", type=int, nargs="+", default=[128], help="the demo's 128 by default")
+    p.add_argument("--batch-size", type=int, default=32, help="the demo's 32 by default")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--threads", type=int, nargs="+", default=[0],
                    help="torch threads (0: default); 1 is faster when other processes load the cores")
-    p.add_argument("--ssl", type=float, nargs="+", default=[3.0], help="ssl weights to bench (0 halves the images)")
+    p.add_argument("--ssl", type=float, nargs="+", default=[0.0],
+                   help="ssl weights to bench (default 0, the default recipe; 3, the paper's, doubles the images)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     OUT.mkdir(parents=True, exist_ok=True)
