@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--candidate", action="append", required=True, help="NAME:section.key=value[,...]")
     ap.add_argument("--reference", help="candidate the others are compared with (default: the first)")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--only-seed", type=int, help="train this seed of each candidate and stop (to spread the seeds "
+                    "over processes side by side; then read them all with --no-run)")
     ap.add_argument("--no-run", action="store_true",
                     help="only read finished runs (e.g. candidates trained by separate processes side by side)")
     args = ap.parse_args(argv)
@@ -91,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         with workdir_lock(workdir):
             for name in SHARED:
                 run_stage(get_stage(name), base, workdir)
+    if args.only_seed is not None:
+        for name, sets in cands.items():
+            run_candidate(args.config, args.sets, sets, workdir, workdir / "choices" / f"{name}-s{args.only_seed}",
+                          args.only_seed)
+        return 0
     results: dict[str, dict] = {}
     for name, sets in cands.items():
         runs = [(read_run if args.no_run else run_candidate)(args.config, args.sets, sets, workdir,
