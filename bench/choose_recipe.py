@@ -49,10 +49,10 @@ def run_candidate(config: Path, base_sets: list[str], sets: list[str], workdir: 
     with workdir_lock(run_dir):
         for name in PER_RUN:
             run_stage(get_stage(name), cfg, run_dir)
-    return read_run(config, base_sets, sets, workdir, run_dir, seed)
+    return read_run(run_dir, seed)
 
 
-def read_run(config: Path, base_sets: list[str], sets: list[str], workdir: Path, run_dir: Path, seed: int) -> dict:
+def read_run(run_dir: Path, seed: int) -> dict:
     metrics = read_json(run_dir / "evaluate" / "metrics.json")
     if metrics is None:
         raise SystemExit(f"{run_dir}: no evaluate/metrics.json (run it first, without --no-run)")
@@ -77,13 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="sets", action="append", default=[], help="override for every candidate")
     ap.add_argument("--candidate", action="append", required=True, help="NAME:section.key=value[,...]")
     ap.add_argument("--reference", help="candidate the others are compared with (default: the first)")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--only-seed", type=int, help="train this seed of each candidate and stop (to spread the seeds "
-                    "over processes side by side; then read them all with --no-run)")
+    ap.add_argument("--seeds", type=int, default=3, help="train seeds 0 .. N-1")
+    ap.add_argument("--seed-list", help="these train seeds instead (e.g. 2, or 0,2): to spread a candidate's "
+                    "seeds over processes side by side, then read them all with --no-run")
     ap.add_argument("--no-run", action="store_true",
                     help="only read finished runs (e.g. candidates trained by separate processes side by side)")
     args = ap.parse_args(argv)
     workdir = args.workdir or Path("work") / args.config.stem
+    seeds = [int(x) for x in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
     cands = dict(parse_candidate(c) for c in args.candidate)
     ref = args.reference or next(iter(cands))
     if ref not in cands:
@@ -93,24 +94,19 @@ def main(argv: list[str] | None = None) -> int:
         with workdir_lock(workdir):
             for name in SHARED:
                 run_stage(get_stage(name), base, workdir)
-    if args.only_seed is not None:
-        for name, sets in cands.items():
-            run_candidate(args.config, args.sets, sets, workdir, workdir / "choices" / f"{name}-s{args.only_seed}",
-                          args.only_seed)
-        return 0
+    run_dir = lambda name, seed: workdir / "choices" / f"{name}-s{seed}"  # noqa: E731
     results: dict[str, dict] = {}
     for name, sets in cands.items():
-        runs = [(read_run if args.no_run else run_candidate)(args.config, args.sets, sets, workdir,
-                                                             workdir / "choices" / f"{name}-s{s}", s)
-                for s in range(args.seeds)]
+        runs = [read_run(run_dir(name, s), s) if args.no_run
+                else run_candidate(args.config, args.sets, sets, workdir, run_dir(name, s), s) for s in seeds]
         results[name] = {"overrides": sets, "runs": runs,
                          **{task: _aggregate([r[task] for r in runs]) for task in TASKS}}
     for name in cands:
         if name != ref:
             results[name]["delta_vs_" + ref] = {
-                task: paired([workdir / "choices" / f"{ref}-s{s}" for s in range(args.seeds)],
-                             [workdir / "choices" / f"{name}-s{s}" for s in range(args.seeds)], task) for task in TASKS}
-    payload = {"config": str(args.config), "world_seed": base.synth.seed, "sets": args.sets, "seeds": args.seeds,
+                task: paired([run_dir(ref, s) for s in seeds], [run_dir(name, s) for s in seeds], task)
+                for task in TASKS}
+    payload = {"config": str(args.config), "world_seed": base.synth.seed, "sets": args.sets, "seeds": seeds,
                "reference": ref, "machine": platform.machine(), "candidates": results}
     atomic_write_json(workdir / "choices" / "results.json", payload)
     print(json.dumps(payload))
@@ -120,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def format_table(payload: dict) -> str:
     ref = payload["reference"]
-    lines = [f"validation world (seed {payload['world_seed']}), {payload['seeds']} train seeds, mean ± std",
+    lines = [f"validation world (seed {payload['world_seed']}), train seeds {payload['seeds']}, mean ± std",
              "", "| candidate | overrides | street R@1 | street R@5 | street AP | drone R@1 | train s |",
              "|---|---|---|---|---|---|---|"]
     for name, c in payload["candidates"].items():

@@ -82,7 +82,8 @@ def run_ablation(cfg: Config, workdir: Path, seeds: int = 3, variants: list[str]
                     run_stage(get_stage(name), vcfg, run_dir)
             metrics = read_json(run_dir / "evaluate" / "metrics.json") or {}
             train_manifest = read_json(run_dir / "train" / "manifest.json") or {}
-            runs.append({**_street_metrics(metrics), "seed": seed,
+            runs.append({**_task_metrics(metrics, "street->satellite"), "seed": seed,
+                         "drone->satellite": _task_metrics(metrics, "drone->satellite"),
                          "train_s": (train_manifest.get("timings") or {}).get("seconds"),
                          "run_s": round(time.time() - t0, 1)})
         results[variant] = {"label": VARIANTS[variant][0], "runs": runs, **_aggregate(runs)}
@@ -90,8 +91,7 @@ def run_ablation(cfg: Config, workdir: Path, seeds: int = 3, variants: list[str]
     baseline = _colour_baseline(workdir)
     pretrained = _pretrained_baseline(workdir, cfg)
     # University-1652's main task, the near half of the bridge, beside its two floors
-    full_drone = [_task_metrics(read_json(workdir / "ablation" / f"full-s{s}" / "evaluate" / "metrics.json") or {},
-                                "drone->satellite") for s in range(seeds)] if "full" in variants else []
+    full_drone = [r["drone->satellite"] for r in results["full"]["runs"]] if "full" in results else []
     drone = {"full": _aggregate(full_drone), "baseline": _colour_baseline(workdir, "drone"),
              "pretrained": _pretrained_baseline(workdir, cfg, "drone")}
     payload = {"seeds": seeds, "variants": results, "baseline": baseline, "pretrained": pretrained, "drone": drone,
@@ -142,14 +142,11 @@ def _link_features(shared: Path, run_dir: Path) -> None:
 
 
 def _task_metrics(metrics: dict, task: str) -> dict:
+    """R@K and AP of one task of metrics.json; another layout's task of the same query view (e.g. the
+    UAVM2025 street task) when that name is absent."""
     tasks = metrics.get("tasks", metrics)
-    m = tasks.get(task) or {}
-    return {k: float(m[k]) for k in METRICS if k in m}
-
-
-def _street_metrics(metrics: dict) -> dict:
-    tasks = metrics.get("tasks", metrics)
-    m = tasks.get("street->satellite") or next((v for k, v in tasks.items() if isinstance(v, dict) and "street" in k), {})
+    view = task.split("->")[0]
+    m = tasks.get(task) or next((v for k, v in tasks.items() if isinstance(v, dict) and view in k.split("->")[0]), {})
     return {k: float(m[k]) for k in METRICS if k in m}
 
 

@@ -76,11 +76,6 @@ class SceneMesh:
         return self._scene.compute_distance(o3d.core.Tensor(np.asarray(points, dtype=np.float32))).numpy()
 
 
-def point_to_mesh_distances(points: np.ndarray, mesh: Path | SceneMesh) -> np.ndarray:
-    """Unsigned distance of each point to the triangle mesh (a path, or a SceneMesh read once)."""
-    return (mesh if isinstance(mesh, SceneMesh) else SceneMesh(mesh)).distances(points)
-
-
 def evaluate_against_ground_truth(rec: pycolmap.Reconstruction, gt: dict, clouds: dict[int, np.ndarray],
                                   dense: dict[int, np.ndarray] | None = None) -> dict:
     """Camera-centre error (relative to the orbit radius) and point-to-mesh distance (relative to the building).

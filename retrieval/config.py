@@ -78,7 +78,7 @@ class TrainConfig:
                                           # university1652.yaml) lost nothing on street->satellite when
                                           # removed on the validation world (R@1 +0.17 [-0.8, +1.1], R@5 +2.1
                                           # [+0.1, +4.0]) and halves each step; it does help drone->satellite
-                                          # (R@1 -3.6 without it). On the CPU budget the steps matter more.
+                                          # (R@1 -3.6 without it): street->satellite decides.
     ssl_3d_weight: float | None = None    # the 3D self-supervised term's own weight, added when a batch has
                                           # >= 2 flown buildings (None: ssl_weight / 2, as each 2D term)
     # batch sampling (retrieval/sampling.py)

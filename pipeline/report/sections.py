@@ -376,7 +376,8 @@ def renders(ctx: ReportContext) -> str:
         figs.append(figure(ctx.rel(path), text))
     if not figs:
         raise Missing("no scale*/ render folders found under the render dir")
-    unit = "metres" if units <= {"metre"} else " / ".join(sorted(u if u == "metre" else f"{u}s" for u in units))
+    plural = {"metre": "metres", "orbit radius": "orbit radii"}
+    unit = " / ".join(sorted(plural.get(u, u) for u in units)) or "metres"
     html = caption(f"Depth in {unit} from the camera, height in {unit} above the estimated ground (white: no point; "
                    "without GPS the reconstruction's unit is the drone orbit's radius), "
                    "normals as RGB = (n + 1) / 2 in the world frame, DSM from the nadir view.")

@@ -107,6 +107,8 @@ def make_workdir(root: Path, stages: tuple[str, ...] = ("data", "reconstruct", "
                     np.save(d / f"{v}_depth.npy", depth)
                     np.save(d / f"{v}_height.npy", (depth > 0) * np.fromfunction(lambda y, x: y / 8.0, (48, 48)).astype(np.float16))
                 np.save(d / "dsm.npy", np.fromfunction(lambda y, x: (abs(x - 24) < 10) * (abs(y - 24) < 10) * 6.0, (48, 48)).astype(np.float16))
+            if b == TRAIN_IDS[0]:   # reconstructed without GPS; the other has no unit (an older render: metres)
+                atomic_write_json(wd / "render" / b / "scale1" / "cameras.json", {"unit": "orbit radius"})
             items[b] = {"status": "ok", "views": 2}
         _manifest(wd, "render", items)
     if "enhance" in stages:
@@ -204,6 +206,11 @@ def test_full_report_has_every_section_and_figure(full_report):
     assert "true tile · rank 6" in ex
     assert ex.count('class="tile hit"') == 4  # 0101, 0103 at 1; 0102 at 3; 0104's true tile appended
     assert ex.count('class="tile miss"') == 4 * 5 - 3
+
+
+def test_render_caption_names_each_scene_unit(full_report):
+    html = full_report[1].page.read_text()
+    assert "Depth in metres / orbit radii from the camera" in _sections(html)["renders"][1]
 
 
 def test_recall_curve_from_ranks_csv(full_report):
