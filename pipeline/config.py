@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from reconstruction.config import ReconstructConfig, RenderConfig
-from retrieval.config import EnhanceConfig, EvaluateConfig, IndexConfig, TrainConfig
+from retrieval.config import EnhanceConfig, EvaluateConfig, IndexConfig, TrainConfig, key_dict
 from synthetic.config import SynthConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "assets" / "configs" / "demo.yaml"
@@ -180,4 +180,5 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 
 def section_dict(cfg: Config, name: str) -> dict:
-    return dataclasses.asdict(getattr(cfg, name))
+    """A section as its stage's cache key hashes it (`retrieval.config.key_dict`)."""
+    return key_dict(getattr(cfg, name))

@@ -10,6 +10,8 @@ for a finished one, and downstream per-item keys take in exactly the upstream it
 """
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import time
 import traceback
@@ -300,7 +302,7 @@ def run_stage(stage: Stage, config: Config, workdir: Path, force: bool = False) 
         "key": key,
         "digest": output_digest(stage, config, out, ctx.items),
         "config_hash": hash_json({s: section_dict(config, s) for s in stage.sections}),
-        "config": {s: section_dict(config, s) for s in stage.sections},
+        "config": {s: dataclasses.asdict(getattr(config, s)) for s in stage.sections},  # every field, as run
         "inputs": input_keys,
         "versions": package_versions(),
         "items": {k: {kk: vv for kk, vv in v.items() if kk not in ("key", "files")} for k, v in sorted(ctx.items.items())},

@@ -1,7 +1,28 @@
 """Configuration of the learning stages (`enhance`, `train`, `index`, `evaluate` sections)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+# Metadata of a config field added after caches were built: the field is left out of cache keys while it
+# holds its default, so that upgrading SkyLink keeps finished stages and training runs valid.
+ADDED_LATER = {"added_later": True}
+
+
+def added_later(default: Any) -> Any:
+    """A config field added after caches were built (see `key_dict`)."""
+    return field(default=default, metadata=ADDED_LATER)
+
+
+def key_dict(section: Any) -> dict:
+    """A config dataclass as the dict its cache keys hash: fields marked `added_later` drop out while
+    they hold their default, so a new option changes no key until someone sets it."""
+    out = dataclasses.asdict(section)
+    for f in dataclasses.fields(section):
+        if f.metadata.get("added_later") and out[f.name] == f.default:
+            del out[f.name]
+    return out
 
 
 @dataclass

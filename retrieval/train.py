@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from .augment import AugmentParams
 from .backbone import resolve_device
-from .config import TrainConfig
+from .config import TrainConfig, key_dict
 from .losses import LossWeights, skylink_loss
 from .model import SkyLinkModel, config_from_dict
 from .sampling import (
@@ -152,7 +152,7 @@ def _epoch_checkpoints(out: Path) -> list[Path]:
 
 
 def _run_key(cfg: TrainConfig, buildings: dict[str, Building], features: dict[str, Path], world: int) -> str:
-    data = {"config": dataclasses.asdict(cfg), "world": world,
+    data = {"config": key_dict(cfg), "world": world,
             "buildings": {b: [str(p) for p in [x.satellite, *x.street_pool]] for b, x in sorted(buildings.items())},
             "features": sorted(features)}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]

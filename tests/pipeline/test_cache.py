@@ -159,3 +159,24 @@ def test_an_interrupted_rerun_never_leaves_the_old_manifest_looking_finished(tmp
     run_stage(FIRST, cfg, tmp_path)  # the original config again: item 0001 must be recomputed
     assert CALLS == ["0001"]
     assert (tmp_path / "first" / "0001" / "value.txt").read_text() == str(cfg.train.epochs)
+
+
+def test_a_field_added_later_changes_no_cache_key_until_it_is_set():
+    """An upgrade that adds an option must keep finished stages valid (a 3D cache costs an hour)."""
+    import dataclasses
+
+    from pipeline.stage import stage_key
+    from retrieval.config import TrainConfig, added_later, key_dict
+
+    @dataclasses.dataclass
+    class Upgraded(TrainConfig):
+        new_option: float = added_later(0.0)
+
+    old, new = Config(), Config()
+    new.train = Upgraded(**dataclasses.asdict(old.train))
+    assert key_dict(new.train) == key_dict(old.train) == dataclasses.asdict(old.train)
+    assert stage_key(FIRST, new, {}) == stage_key(FIRST, old, {})
+    new.train.new_option = 1.0
+    assert stage_key(FIRST, new, {}) != stage_key(FIRST, old, {})
+    # an ordinary field still counts at its default
+    assert "epochs" in key_dict(old.train)
