@@ -81,6 +81,11 @@ class TrainConfig:
     adapter_residual: float = 0.6
     adapter_dropout: float = 0.1
     view_dropout: float = 0.25             # share of views dropped per 3D sample (3D augmentation)
+    # geometric targets (issue #12 item 5): the street and satellite descriptors of a building with a
+    # 3D cache learn to predict rotation-invariant shape figures of its DSM (height, footprint, fill,
+    # elongation; retrieval/geometry_targets.py) through one shared linear layer, so that both encoders
+    # carry what the 3D scene knows of a place, also for unseen buildings; 0: off
+    w_geometry: float = added_later(0.0)
     # GREM
     use_grem: bool = True
     # losses

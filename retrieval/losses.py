@@ -74,3 +74,12 @@ def skylink_loss(emb: dict[str, torch.Tensor], scale: torch.Tensor, w: LossWeigh
         parts["ssl_3d"] = info_nce(td[sel], emb["threed2"][sel], scale, ls)
         total = total + ws["3d"] * parts["ssl_3d"]
     return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def geometry_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Smooth-L1 between predicted and standardised geometric targets (N x K), averaged over the rows
+    where `mask` (N, bool) is true; 0 (still in the graph, so every process of DDP uses the layer)
+    when no row has a target."""
+    per_row = F.smooth_l1_loss(pred, target, reduction="none").mean(1)
+    w = mask.to(per_row.dtype)
+    return (per_row * w).sum() / w.sum().clamp(min=1.0)

@@ -42,6 +42,13 @@ class SkyLinkModel(nn.Module):
             self.adapter3d = MultiScaleAdapter(len(cfg.scales), len(cfg.render_modalities), cfg.render_feature_dim,
                                                self.dim, cfg.adapter_hidden, cfg.adapter_residual,
                                                cfg.adapter_dropout)
+        # Geometric targets (train.w_geometry): one layer shared by street and satellite, so that both
+        # encode the building's shape along the same directions of the descriptor space.
+        self.geometry_head: nn.Linear | None = None
+        if cfg.w_geometry > 0:
+            from .geometry_targets import NAMES
+
+            self.geometry_head = nn.Linear(self.dim, len(NAMES))
         # CLIP-style learnable temperature: logits = exp(logit_scale) * cosine similarity.
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature_init)),
                                         requires_grad=cfg.learn_temperature)

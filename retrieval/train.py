@@ -36,7 +36,9 @@ from tqdm import tqdm
 from .augment import AugmentParams
 from .backbone import resolve_device
 from .config import TrainConfig, key_dict
-from .losses import LossWeights, skylink_loss
+from .geometry_targets import NAMES as GEOMETRY_NAMES
+from .geometry_targets import geometry_targets
+from .losses import LossWeights, geometry_loss, skylink_loss
 from .model import SkyLinkModel, config_from_dict
 from .sampling import (
     BatchPlanner,
@@ -301,6 +303,7 @@ class StepTools:
     grad_clip: float
     dd: Dist
     writer: Any = None
+    geometry_weight: float = 0.0
 
 
 def train_one_epoch(model: torch.nn.Module, loader: Any, optimizer: torch.optim.Optimizer, tools: StepTools, *,
@@ -340,6 +343,12 @@ def train_one_epoch(model: torch.nn.Module, loader: Any, optimizer: torch.optim.
             has_3d = batch["has_3d"].to(tools.device)
         drone_rows = batch["drone_rows"].to(tools.device) if "drone_rows" in batch else None
         loss, parts = skylink_loss(emb, scale.float(), tools.weights, has_3d, drone_rows)
+        if "geometry" in batch and base.geometry_head is not None:
+            target = batch["geometry"].to(tools.device)
+            rows = batch["has_geometry"].to(tools.device)
+            geo = 0.5 * sum(geometry_loss(base.geometry_head(emb[v]), target, rows) for v in ("street", "satellite"))
+            parts["geometry"] = float(geo.detach())
+            loss = loss + tools.geometry_weight * geo
         finite = torch.isfinite(loss.detach()).float()
         if tools.dd.world > 1:
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
@@ -426,6 +435,10 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
     if cfg.w_drone_satellite > 0:   # drone-satellite pairs need flown buildings gathered in batches too
         flown |= {b for b in train_ids if buildings[b].drone}
     planner = _planner(cfg, data_root, train_ids, flown)
+    geometry = None
+    if cfg.w_geometry > 0 and features:
+        geometry = geometry_targets(Path(renders), sorted(features), cfg.scales[0])
+        logger.info("geometric targets (%s) for %d train buildings", ", ".join(GEOMETRY_NAMES), len(geometry))
 
     run_key = _run_key(cfg, buildings, features, dd.world)
     resolved = dataclasses.asdict(cfg)
@@ -465,7 +478,8 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
         writer = SummaryWriter(str(out / "tb"), purge_step=start_epoch * steps_per_epoch)
     weights = LossWeights(cfg.w_street_satellite, cfg.w_street_3d, cfg.w_3d_satellite, cfg.ssl_weight,
                           cfg.label_smoothing, cfg.ssl_3d_weight, cfg.w_drone_satellite)
-    tools = StepTools(weights, scheduler, scaler, device, use_amp, amp_dtype, cfg.grad_clip, dd, writer)
+    tools = StepTools(weights, scheduler, scaler, device, use_amp, amp_dtype, cfg.grad_clip, dd, writer,
+                      cfg.w_geometry)
     aug = AugmentParams(cfg.image_size, tuple(cfg.street_crop_scale), color_jitter=cfg.color_jitter,
                         blur_prob=cfg.blur_prob, satellite_rot90=cfg.satellite_rot90,
                         satellite_size=cfg.satellite_image_size or cfg.image_size)
@@ -485,7 +499,7 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
                             features=features if cfg.use_3d else None, n_scales=len(cfg.scales),
                             n_modalities=len(cfg.render_modalities), feature_dim=cfg.render_feature_dim,
                             view_dropout=cfg.view_dropout, image_cache=cache,
-                            drone_pairs=cfg.w_drone_satellite > 0)
+                            drone_pairs=cfg.w_drone_satellite > 0, geometry=geometry)
         loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=cfg.num_workers)
         try:
             record, global_step = train_one_epoch(model, loader, optimizer, tools, epoch=epoch, epochs=cfg.epochs,

@@ -245,7 +245,8 @@ class TrainBatches(torch.utils.data.Dataset):
     def __init__(self, buildings: dict[str, Building], batches: list[list[tuple[str, int]]], *, epoch: int,
                  seed: int, samples_per_building: int, aug: AugmentParams, two_views: bool,
                  features: dict[str, Path] | None, n_scales: int, n_modalities: int, feature_dim: int,
-                 view_dropout: float, image_cache: "ImageCache", drone_pairs: bool = False):
+                 view_dropout: float, image_cache: "ImageCache", drone_pairs: bool = False,
+                 geometry: dict[str, np.ndarray] | None = None):
         self.buildings, self.batches, self.epoch, self.seed = buildings, batches, epoch, seed
         self.spb, self.aug, self.two_views = samples_per_building, aug, two_views
         self.features = features
@@ -253,6 +254,7 @@ class TrainBatches(torch.utils.data.Dataset):
         self.view_dropout = view_dropout
         self.cache = image_cache
         self.drone_pairs = drone_pairs
+        self.geometry = geometry
         self._feat_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
@@ -314,6 +316,11 @@ class TrainBatches(torch.utils.data.Dataset):
             out["street2"], out["satellite2"] = stack(streets2), stack(sats2)
         if len(drones) >= 2:
             out["drone"], out["drone_rows"] = stack(drones), torch.tensor(drone_rows, dtype=torch.long)
+        if self.geometry:
+            ids = [bid for bid, _ in batch]
+            k = len(next(iter(self.geometry.values())))
+            out["geometry"] = torch.from_numpy(np.stack([self.geometry.get(b, np.zeros(k, np.float32)) for b in ids]))
+            out["has_geometry"] = torch.tensor([b in self.geometry for b in ids])
         if self.features is not None:
             n = len(batch)
             F = np.zeros((n, self.n_scales, max_views, self.n_modalities, self.feature_dim), np.float32)
