@@ -86,6 +86,9 @@ class TrainConfig:
     # elongation; retrieval/geometry_targets.py) through one shared linear layer, so that both encoders
     # carry what the 3D scene knows of a place, also for unseen buildings; 0: off
     w_geometry: float = added_later(0.0)
+    # renders through the trainable encoder (item 5's other design): one rendered colour view (any scale)
+    # per building with renders joins the batch like a drone image, InfoNCE with its tile; 0: off
+    w_render_satellite: float = added_later(0.0)
     # GREM
     use_grem: bool = True
     # losses

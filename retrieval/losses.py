@@ -30,6 +30,7 @@ class LossWeights:
     label_smoothing: float = 0.1
     ssl_3d: float | None = None       # the 3D self-supervised term's weight (None: ssl / 2, as each 2D term)
     drone_satellite: float = 0.0      # drone-satellite pairs of the flown buildings
+    render_satellite: float = 0.0     # rendered colour views (through the trainable encoder)-satellite pairs
 
     def ssl_term_weights(self) -> dict[str, float]:
         """Fixed weight of each self-supervised term: a batch without flown buildings drops the 3D
@@ -40,14 +41,16 @@ class LossWeights:
 
 def skylink_loss(emb: dict[str, torch.Tensor], scale: torch.Tensor, w: LossWeights,
                  has_3d: torch.Tensor | None = None,
-                 drone_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                 drone_rows: torch.Tensor | None = None,
+                 render_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its parts.
 
     `emb` holds N x d embeddings: `street`, `satellite`, optionally `threed` (rows with `has_3d` true are
     used; the 3D pairs need at least two such rows), and for the self-supervised term the second
     augmentations `street2`, `satellite2`, `threed2`. Each self-supervised term has its own fixed
     weight (`LossWeights.ssl_term_weights`): street and satellite `w.ssl / 2` each, 3D `w.ssl_3d`.
-    `drone` (K x d) holds drone images of the batch rows `drone_rows` (K >= 2), paired with their tiles.
+    `drone` (K x d) holds drone images of the batch rows `drone_rows` (K >= 2), paired with their tiles;
+    `render` (K x d) likewise rendered colour views of the rows `render_rows`.
     """
     ls = w.label_smoothing
     parts: dict[str, torch.Tensor] = {"street_satellite": info_nce(emb["street"], emb["satellite"], scale, ls)}
@@ -62,9 +65,10 @@ def skylink_loss(emb: dict[str, torch.Tensor], scale: torch.Tensor, w: LossWeigh
             total = total + w.street_3d * parts["street_3d"] + w.sat_3d * parts["3d_satellite"]
         else:
             sel = None
-    if w.drone_satellite > 0 and "drone" in emb and drone_rows is not None and len(drone_rows) >= 2:
-        parts["drone_satellite"] = info_nce(emb["drone"], emb["satellite"][drone_rows], scale, ls)
-        total = total + w.drone_satellite * parts["drone_satellite"]
+    for view, weight, rows in (("drone", w.drone_satellite, drone_rows), ("render", w.render_satellite, render_rows)):
+        if weight > 0 and view in emb and rows is not None and len(rows) >= 2:
+            parts[f"{view}_satellite"] = info_nce(emb[view], emb["satellite"][rows], scale, ls)
+            total = total + weight * parts[f"{view}_satellite"]
     ws = w.ssl_term_weights()
     for name in ("street", "satellite"):
         if ws[name] > 0 and f"{name}2" in emb:

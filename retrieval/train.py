@@ -56,6 +56,7 @@ from .train_data import (
     cache_render_features,
     collect_buildings,
     eval_images,
+    render_views,
     split_validation,
 )
 
@@ -319,7 +320,7 @@ def train_one_epoch(model: torch.nn.Module, loader: Any, optimizer: torch.optim.
     for step, batch in enumerate(bar):
         two_views = "street2" in batch
         views = ["street", "satellite"] + (["street2", "satellite2"] if two_views else []) + (
-            ["drone"] if "drone" in batch else [])
+            ["drone"] if "drone" in batch else []) + (["render"] if "render" in batch else [])
         # uint8 pixels go to the device as they are: the backbone normalises them (its own mean/std)
         images = [batch[v].to(tools.device, non_blocking=True) for v in views]
         feats = mask = None
@@ -341,8 +342,9 @@ def train_one_epoch(model: torch.nn.Module, loader: Any, optimizer: torch.optim.
             if two_views:
                 emb["threed2"] = parts3d[1]
             has_3d = batch["has_3d"].to(tools.device)
-        drone_rows = batch["drone_rows"].to(tools.device) if "drone_rows" in batch else None
-        loss, parts = skylink_loss(emb, scale.float(), tools.weights, has_3d, drone_rows)
+        drone_rows, render_rows = (batch[f"{v}_rows"].to(tools.device) if f"{v}_rows" in batch else None
+                                   for v in ("drone", "render"))
+        loss, parts = skylink_loss(emb, scale.float(), tools.weights, has_3d, drone_rows, render_rows)
         if "geometry" in batch and base.geometry_head is not None:
             target = batch["geometry"].to(tools.device)
             rows = batch["has_geometry"].to(tools.device)
@@ -439,6 +441,12 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
     if cfg.w_geometry > 0 and features:
         geometry = geometry_targets(Path(renders), sorted(features), cfg.scales[0])
         logger.info("geometric targets (%s) for %d train buildings", ", ".join(GEOMETRY_NAMES), len(geometry))
+    render_images = None
+    if cfg.w_render_satellite > 0 and features:
+        render_images = {b: views for b in sorted(features)
+                         if (views := [v["color"] for scale in render_views(Path(renders) / b, tuple(cfg.scales))
+                                       for v in scale if "color" in v])}
+        logger.info("renders through the encoder: colour views of %d train buildings", len(render_images))
 
     run_key = _run_key(cfg, buildings, features, dd.world)
     resolved = dataclasses.asdict(cfg)
@@ -477,7 +485,7 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
 
         writer = SummaryWriter(str(out / "tb"), purge_step=start_epoch * steps_per_epoch)
     weights = LossWeights(cfg.w_street_satellite, cfg.w_street_3d, cfg.w_3d_satellite, cfg.ssl_weight,
-                          cfg.label_smoothing, cfg.ssl_3d_weight, cfg.w_drone_satellite)
+                          cfg.label_smoothing, cfg.ssl_3d_weight, cfg.w_drone_satellite, cfg.w_render_satellite)
     tools = StepTools(weights, scheduler, scaler, device, use_amp, amp_dtype, cfg.grad_clip, dd, writer,
                       cfg.w_geometry)
     aug = AugmentParams(cfg.image_size, tuple(cfg.street_crop_scale), color_jitter=cfg.color_jitter,
@@ -499,7 +507,8 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
                             features=features if cfg.use_3d else None, n_scales=len(cfg.scales),
                             n_modalities=len(cfg.render_modalities), feature_dim=cfg.render_feature_dim,
                             view_dropout=cfg.view_dropout, image_cache=cache,
-                            drone_pairs=cfg.w_drone_satellite > 0, geometry=geometry)
+                            drone_pairs=cfg.w_drone_satellite > 0, geometry=geometry,
+                            render_images=render_images)
         loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=cfg.num_workers)
         try:
             record, global_step = train_one_epoch(model, loader, optimizer, tools, epoch=epoch, epochs=cfg.epochs,

@@ -246,7 +246,8 @@ class TrainBatches(torch.utils.data.Dataset):
                  seed: int, samples_per_building: int, aug: AugmentParams, two_views: bool,
                  features: dict[str, Path] | None, n_scales: int, n_modalities: int, feature_dim: int,
                  view_dropout: float, image_cache: "ImageCache", drone_pairs: bool = False,
-                 geometry: dict[str, np.ndarray] | None = None):
+                 geometry: dict[str, np.ndarray] | None = None,
+                 render_images: dict[str, list[Path]] | None = None):
         self.buildings, self.batches, self.epoch, self.seed = buildings, batches, epoch, seed
         self.spb, self.aug, self.two_views = samples_per_building, aug, two_views
         self.features = features
@@ -255,6 +256,7 @@ class TrainBatches(torch.utils.data.Dataset):
         self.cache = image_cache
         self.drone_pairs = drone_pairs
         self.geometry = geometry
+        self.render_images = render_images or {}
         self._feat_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
@@ -277,7 +279,7 @@ class TrainBatches(torch.utils.data.Dataset):
         batch = self.batches[i]
         streets, sats, streets2, sats2 = [], [], [], []
         td_feats, td_masks, td_masks2, has_3d = [], [], [], []
-        drones, drone_rows = [], []
+        drones, drone_rows, renders, render_rows = [], [], [], []
         max_views = 1
         for slot, (bid, rnd) in enumerate(batch):
             rng = np.random.default_rng([self.seed, self.epoch, i, slot, 5])
@@ -293,6 +295,10 @@ class TrainBatches(torch.utils.data.Dataset):
                 # any altitude: the random crop of augment_street keeps the oblique views' framing
                 drones.append(augment_street(self.cache.get(b.drone[int(rng.integers(len(b.drone)))]), self.aug, rng))
                 drone_rows.append(slot)
+            if bid in self.render_images:
+                views = self.render_images[bid]
+                renders.append(augment_street(self.cache.get(views[int(rng.integers(len(views)))]), self.aug, rng))
+                render_rows.append(slot)
             f = self._features(bid)
             if f is not None:
                 feats, mask = f
@@ -316,6 +322,8 @@ class TrainBatches(torch.utils.data.Dataset):
             out["street2"], out["satellite2"] = stack(streets2), stack(sats2)
         if len(drones) >= 2:
             out["drone"], out["drone_rows"] = stack(drones), torch.tensor(drone_rows, dtype=torch.long)
+        if len(renders) >= 2:
+            out["render"], out["render_rows"] = stack(renders), torch.tensor(render_rows, dtype=torch.long)
         if self.geometry:
             ids = [bid for bid, _ in batch]
             k = len(next(iter(self.geometry.values())))

@@ -117,3 +117,15 @@ def test_drone_satellite_pairs_only_with_their_weight():
     assert float(on) == pytest.approx(float(off) + 2.0 * float(expected))
     _, parts_one = skylink_loss(emb, 10.0, LossWeights(ssl=0.0, drone_satellite=2.0), drone_rows=rows[:1])
     assert "drone_satellite" not in parts_one            # one pair has no negative
+
+
+def test_render_satellite_pairs_use_their_own_rows_and_weight():
+    torch.manual_seed(1)
+    emb = {k: torch.nn.functional.normalize(torch.randn(6, 8), dim=1) for k in ("street", "satellite")}
+    rows = torch.tensor([0, 2, 5])
+    emb["render"] = torch.nn.functional.normalize(torch.randn(3, 8), dim=1)
+    base, _ = skylink_loss(emb, 10.0, LossWeights(ssl=0.0))
+    on, parts = skylink_loss(emb, 10.0, LossWeights(ssl=0.0, render_satellite=0.5), render_rows=rows)
+    expected = info_nce(emb["render"], emb["satellite"][rows], 10.0, 0.1)
+    assert parts["render_satellite"] == pytest.approx(float(expected))
+    assert float(on) == pytest.approx(float(base) + 0.5 * float(expected))
