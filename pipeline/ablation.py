@@ -24,7 +24,7 @@ from pipeline.stage import run_stage
 from pipeline.stages import get_stage
 
 VARIANTS: dict[str, tuple[str, dict]] = {
-    "full": ("full model (PAFA + 3D bridge + GREM + self-supervised)", {}),
+    "full": ("full model (the recipe as configured)", {}),
     "no3d": ("without the 3D bridge", {"use_3d": False}),
     "gem": ("without PAFA (GeM pooling)", {"head": "gem"}),
     "nogrem": ("without GREM", {"use_grem": False}),
