@@ -32,6 +32,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "ssl": ("with the paper's self-supervised term (weight 3)", {"ssl_weight": 3.0}),
     "nodrone": ("without drone-satellite pairs", {"w_drone_satellite": 0.0}),
     "nohard": ("without hard negatives", {"neighbour_sampling": False, "similarity_sampling": False}),
+    "nogeo": ("without geometric targets", {"w_geometry": 0.0}),
+    "norender": ("without renders through the encoder", {"w_render_satellite": 0.0}),
 }
 SHARED = ("data", "reconstruct", "render", "enhance")
 PER_RUN = ("train", "index", "evaluate")
