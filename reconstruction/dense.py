@@ -68,7 +68,8 @@ def mvs_options(cfg: ReconstructConfig) -> MVSOptions:
                       window=cfg.mvs_window, min_score=cfg.mvs_min_score, min_consistent=cfg.mvs_min_consistent,
                       refine_planes=cfg.mvs_refine_planes, refine_rounds=cfg.mvs_refine_rounds,
                       coarse_factor=cfg.mvs_coarse_factor,
-                      geo_views=cfg.mvs_geo_views, device=cfg.mvs_device)
+                      geo_views=cfg.mvs_geo_views, geo_pixel_error=cfg.mvs_geo_pixel_error,
+                      geo_depth_error=cfg.mvs_geo_depth_error, device=cfg.mvs_device)
 
 
 # ---------------------------------------------------------------- COLMAP PatchMatch (CUDA builds only)
