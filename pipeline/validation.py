@@ -209,6 +209,8 @@ RULES: dict[str, Rule] = {
     "reconstruct.mvs_min_score": number(-1, 1),
     "reconstruct.mvs_geo_views": integer(0),
     "reconstruct.mvs_min_consistent": integer(0),
+    "reconstruct.mvs_geo_pixel_error": number(0, lo_open=True),
+    "reconstruct.mvs_geo_depth_error": number(0, lo_open=True),
     "reconstruct.mvs_device": DEVICE,
     # render
     "render.n_views": integer(1),
@@ -281,6 +283,8 @@ RULES: dict[str, Rule] = {
     "train.w_drone_satellite": number(0),
     "train.w_street_3d": number(0),
     "train.w_3d_satellite": number(0),
+    "train.w_geometry": number(0),
+    "train.w_render_satellite": number(0),
     "train.ssl_weight": number(0),
     "train.ssl_3d_weight": optional(number(0)),
     "train.flown_per_batch": integer(0),
