@@ -308,6 +308,7 @@ RULES: dict[str, Rule] = {
     "train.threads": integer(0),
     "train.nproc_per_node": integer(1),
     "train.cache_images": integer(0),
+    "train.max_buildings": optional(integer(2)),
     "train.val_share": share(hi_open=True),
     "train.val_min_train": integer(0),
     "train.keep_checkpoints": integer(1),

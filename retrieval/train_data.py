@@ -74,6 +74,18 @@ def split_validation(ids: list[str], share: float, min_train: int, seed: int) ->
     return sorted(set(ids) - set(val)), val
 
 
+def limit_buildings(buildings: dict[str, Building], n: int | None) -> dict[str, Building]:
+    """The first `n` buildings, flown ones first (they carry the 3D bridge and the drone pairs), then
+    the others by id; all of them when `n` is None or not smaller. The choice is the same for every
+    train seed, so that runs that differ only in seed train on the same places."""
+    if n is None or n >= len(buildings):
+        return buildings
+    if n < 2:
+        raise ValueError(f"train.max_buildings={n}: contrastive training needs at least 2 buildings")
+    order = sorted(buildings, key=lambda b: (not buildings[b].drone, b))
+    return {b: buildings[b] for b in sorted(order[:n])}
+
+
 # ---------------------------------------------------------------- 3D render features
 
 def render_views(render_dir: Path, scales: tuple[int, ...]) -> list[list[dict[str, Path]]]:

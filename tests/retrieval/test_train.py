@@ -20,7 +20,7 @@ from retrieval.config import TrainConfig
 from retrieval.model import SkyLinkModel, load_checkpoint
 from retrieval.sampling import plan_batches
 from retrieval.train import NonFiniteLossError, train
-from retrieval.train_data import collect_buildings, render_views, split_validation
+from retrieval.train_data import Building, collect_buildings, limit_buildings, render_views, split_validation
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -215,3 +215,21 @@ def test_renders_through_the_trainable_encoder(micro, tmp_path):
     hist = json.loads((tmp_path / "history.json").read_text())
     assert hist[0]["loss_render_satellite"] > 0
     assert hist[-1]["loss_render_satellite"] < hist[0]["loss_render_satellite"]
+
+
+def test_max_buildings_keeps_flown_first_and_the_same_places_for_every_seed(micro, tmp_path):
+    """train.max_buildings trains on a subset: flown buildings first, then by id, whatever the seed;
+    a subset of one building is an error that names the option."""
+    sat = Path("s.jpg")
+    b = {i: Building(i, sat, [sat], drone=[sat] if i in ("0004", "0006") else []) for i in
+         ("0001", "0002", "0003", "0004", "0005", "0006")}
+    assert list(limit_buildings(b, 3)) == ["0001", "0004", "0006"]
+    assert limit_buildings(b, None) is b and limit_buildings(b, 6) is b
+    with pytest.raises(ValueError, match="max_buildings=1"):
+        limit_buildings(b, 1)
+    tree, renders = micro
+    for seed in (0, 1):
+        cfg = tiny_cfg(epochs=1, seed=seed, max_buildings=4, use_3d=False)
+        train(tree, tmp_path / str(seed), cfg, renders=renders, progress=False)
+        meta = torch.load(tmp_path / str(seed) / "model.pt", map_location="cpu", weights_only=False)["meta"]
+        assert meta["train_buildings"] == ["0001", "0002", "0003", "0004"]
