@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def format_table(payload: dict) -> str:
     ref = payload["reference"]
-    lines = [f"validation world (seed {payload['world_seed']}), train seeds {payload['seeds']}, mean ± std",
+    lines = [f"world of {Path(payload['config']).stem} (seed {payload['world_seed']}), train seeds {payload['seeds']}, mean ± std",
              "", "| candidate | overrides | street R@1 | street R@5 | street AP | drone R@1 | train s |",
              "|---|---|---|---|---|---|---|"]
     for name, c in payload["candidates"].items():
