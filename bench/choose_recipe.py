@@ -123,7 +123,8 @@ def format_table(payload: dict) -> str:
         s, d = c["street->satellite"], c["drone->satellite"]
         cell = lambda m, k: f"{m[k]['mean']:.2f} ± {m[k]['std']:.2f}" if k in m else "-"  # noqa: E731
         secs = np.mean([r["train_s"] for r in c["runs"]])
-        lines.append(f"| {name} | {', '.join(c['overrides']) or '(reference)'} | {cell(s, 'R@1')} | {cell(s, 'R@5')} "
+        over = ", ".join(c["overrides"]) or "(none)"
+        lines.append(f"| {name}{' (reference)' if name == ref else ''} | {over} | {cell(s, 'R@1')} | {cell(s, 'R@5')} "
                      f"| {cell(s, 'AP')} | {cell(d, 'R@1')} | {secs:.0f} |")
     lines += ["", f"candidate - {ref}, paired on the same queries (per-query scores averaged over the seeds), "
               "95% bootstrap interval", "",
