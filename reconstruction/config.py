@@ -24,11 +24,12 @@ class ReconstructConfig:
     loop_closure_neighbors: int = 5  # retrieved look-alike images per image (0: none)
     spatial_neighbors: int = 10      # nearest prior positions matched with each image
     # mapping
-    # global (COLMAP's global mapper) | incremental. On 16 buildings of a validation world (seed 2, 600
-    # training buildings), global with mvs_sources 5 against incremental with 3: dense accuracy +5.0
-    # [+2.7, +7.5] points, completeness +7.9 [+4.2, +12.3], facades +9.4 [+5.3, +13.9], camera error
-    # -0.20 [-0.37, -0.07] % of the orbit radius; towers gain most (bench/reconstruct_mapper_val600.json)
-    mapper: str = "global"
+    # incremental | global (COLMAP's global mapper). Global with mvs_sources 5 raised dense accuracy /
+    # completeness / facades by +5.0 / +7.9 / +9.4 points on 16 validation buildings (seed 2, 600 training
+    # buildings; bench/reconstruct_mapper_val600.json), but it breaks some buildings outright (validation
+    # 4661; 2 of the demo's 16: median relative rotation error 56 degrees) where incremental does not, and
+    # the stage cannot yet tell such a model from a good one: incremental stays the default (README)
+    mapper: str = "incremental"
     camera_mode: str = "single"      # single (shared intrinsics) | per_image
     camera_model: str = "SIMPLE_RADIAL"  # used when intrinsics are unknown
     use_known_intrinsics: bool = True
@@ -63,7 +64,7 @@ class ReconstructConfig:
     mvs_coarse_factor: int = 2       # coarse sweep at 1/this of the depth-map resolution
     mvs_refine_planes: int = 5       # hypotheses per refinement round at full resolution (0: none)
     mvs_refine_rounds: int = 3       # rounds, each over +-1 hypothesis step of the previous one
-    mvs_sources: int = 5             # co-visible source images per depth map (3 before: see mapper)
+    mvs_sources: int = 3             # co-visible source images per depth map
     mvs_window: int = 7              # ZNCC window (pixels)
     mvs_min_score: float = 0.5       # photometric confidence (mean of the best 2 ZNCCs)
     mvs_geo_views: int = 6           # neighbours of the geometric consistency check
