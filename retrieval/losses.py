@@ -26,7 +26,8 @@ class LossWeights:
     street_satellite: float = 1.0
     street_3d: float = 1.0
     sat_3d: float = 1.0
-    ssl: float = 3.0                  # weight of the mean of the street and satellite self-supervised terms
+    ssl: float = 0.0                  # weight of the mean of the street and satellite self-supervised terms
+                                      # (off, as TrainConfig.ssl_weight; the paper used 3.0)
     label_smoothing: float = 0.1
     ssl_3d: float | None = None       # the 3D self-supervised term's weight (None: ssl / 2, as each 2D term)
     drone_satellite: float = 0.0      # drone-satellite pairs of the flown buildings
