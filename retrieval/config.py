@@ -143,7 +143,7 @@ class TrainConfig:
     cache_images: int = 4096               # decoded training images kept in memory (0: none)
     # validation and checkpoints
     # the first N train buildings only, flown ones first (None: all): a scale study on one world, paired
-    # on its test split (README, "more training buildings at the same step budget")
+    # on its test split (README, "More places, and the steps to see them")
     max_buildings: int | None = added_later(None)
     val_share: float = 0.1                 # train buildings held out for the R@1 printed per epoch
     val_min_train: int = 4                 # no validation split when fewer train buildings would remain

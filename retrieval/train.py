@@ -430,9 +430,10 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
     (out / CKPT_DIR).mkdir(exist_ok=True)
 
     buildings = collect_buildings(data_root, grem if cfg.use_grem else None)
-    if cfg.max_buildings is not None and cfg.max_buildings < len(buildings):
-        logger.info("training on %d of %d train buildings (train.max_buildings)", cfg.max_buildings, len(buildings))
-        buildings = limit_buildings(buildings, cfg.max_buildings)
+    kept = limit_buildings(buildings, cfg.max_buildings)
+    if len(kept) < len(buildings):
+        logger.info("training on %d of %d train buildings (train.max_buildings)", len(kept), len(buildings))
+    buildings = kept
     train_ids, val_ids = split_validation(sorted(buildings), cfg.val_share, cfg.val_min_train, cfg.seed)
     if len(train_ids) < 2:
         raise ValueError(f"{data_root}: only {len(train_ids)} train building(s) after the validation split")
