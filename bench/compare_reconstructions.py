@@ -27,7 +27,8 @@ from retrieval.metrics import bootstrap_ci  # noqa: E402
 
 FIGURES = {"acc": "dense_accuracy_1pct", "compl": "dense_completeness_1pct",
            "facades": "dense_completeness_facades_1pct", "cam_err_pct": "camera_error_rel_median",
-           "seconds": "seconds"}
+           "cam_err_max": "camera_error_rel_max", "registered": "registered", "seconds": "seconds"}
+MISPLACED = 0.1  # a camera further than this share of the orbit radius from its true place
 
 
 def read_cache(workdir: Path) -> dict[str, dict[str, float]]:
@@ -43,6 +44,8 @@ def read_cache(workdir: Path) -> dict[str, dict[str, float]]:
         row = {k: float(d[v]) for k, v in FIGURES.items() if d.get(v) is not None}
         if "cam_err_pct" in row:
             row["cam_err_pct"] *= 100.0
+        quality = json.loads((item.parent / "quality.json").read_text()) if (item.parent / "quality.json").is_file() else {}
+        row["mapper"] = quality.get("mapper", "?")
         out[item.parent.name] = row
     return out
 
@@ -55,7 +58,12 @@ def compare(caches: dict[str, dict[str, dict[str, float]]]) -> dict:
     ref = names[0]
     out = {"buildings": common, "per_building": {b: {n: caches[n][b] for n in names} for b in common},
            "median": {n: {k: statistics.median(caches[n][b][k] for b in common) for k in FIGURES
-                          if all(k in caches[n][b] for b in common)} for n in names}, "vs_" + ref: {}}
+                          if all(k in caches[n][b] for b in common)} for n in names}, "vs_" + ref: {},
+           # buildings whose worst camera is misplaced (ground truth, measuring only), and images kept
+           "misplaced": {n: sorted(b for b in common if caches[n][b].get("cam_err_max", 0) > MISPLACED) for n in names},
+           "registered": {n: int(sum(caches[n][b].get("registered", 0) for b in common)) for n in names},
+           "mapper_kept": {n: {m: sum(caches[n][b]["mapper"] == m for b in common)
+                               for m in sorted({caches[n][b]["mapper"] for b in common})} for n in names}}
     for n in names[1:]:
         out["vs_" + ref][n] = {}
         for k in ("acc", "compl", "facades", "cam_err_pct"):
@@ -74,6 +82,10 @@ def format_table(res: dict, names: list[str]) -> str:
         cells = [f"{per[n]['acc']:.2f} / {per[n]['compl']:.2f} / {per[n]['facades']:.2f} / {per[n]['cam_err_pct']:.2f}"
                  for n in names]
         lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    lines += ["", "| cache | images kept | buildings with a camera misplaced by > "
+              f"{MISPLACED:.0%} of the orbit radius | model kept |", "|---|---|---|---|"]
+    lines += [f"| {n} | {res['registered'][n]} | {len(res['misplaced'][n])} ({', '.join(res['misplaced'][n])}) | "
+              + ", ".join(f"{m} {c}" for m, c in res["mapper_kept"][n].items()) + " |" for n in names]
     lines += ["", f"paired over {len(res['buildings'])} buildings, minus {ref} (mean [95% bootstrap interval]):", "",
               "| cache | Δacc | Δcompl | Δfacades | Δcam err % |", "|---|---|---|---|---|"]
     for n, d in res["vs_" + ref].items():

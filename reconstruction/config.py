@@ -24,12 +24,18 @@ class ReconstructConfig:
     loop_closure_neighbors: int = 5  # retrieved look-alike images per image (0: none)
     spatial_neighbors: int = 10      # nearest prior positions matched with each image
     # mapping
-    # incremental | global (COLMAP's global mapper). Global with mvs_sources 5 raised dense accuracy /
-    # completeness / facades by +5.0 / +7.9 / +9.4 points on 16 validation buildings (seed 2, 600 training
-    # buildings; bench/reconstruct_mapper_val600.json), but it breaks some buildings outright (validation
-    # 4661; 2 of the demo's 16: median relative rotation error 56 degrees) where incremental does not, and
-    # the stage cannot yet tell such a model from a good one: incremental stays the default (README)
-    mapper: str = "incremental"
+    # incremental | global (COLMAP's global mapper) | global_checked (both; the global model is kept where
+    # the incremental one confirms its cameras, reconstruction/crosscheck.py). The global mapper alone,
+    # with mvs_sources 5, raised dense accuracy / completeness / facades by +5.0 / +7.9 / +9.4 points on
+    # 16 validation buildings (seed 2, 600 training buildings) but broke some buildings outright (validation
+    # 4661, demo 0703). Checked, +4.9 / +7.8 / +9.3 there and +6.1 / +10.1 / +11.7 on the other validation
+    # world (seed 2, 4661 caught and kept incremental), no camera misplaced that only one mapper misplaces,
+    # for about a second more per building (README; bench/reconstruct_mapper_val*.json)
+    mapper: str = "global_checked"
+    # the check: cameras agree within mapper_check_tol of the orbit's size; below mapper_min_agreement of
+    # the common cameras agreeing the global model counts as broken (0703: 57%, every other one >= 78%)
+    mapper_min_agreement: float = field(default=0.7, metadata=ADDED_LATER)
+    mapper_check_tol: float = field(default=0.05, metadata=ADDED_LATER)
     camera_mode: str = "single"      # single (shared intrinsics) | per_image
     camera_model: str = "SIMPLE_RADIAL"  # used when intrinsics are unknown
     use_known_intrinsics: bool = True
@@ -64,7 +70,7 @@ class ReconstructConfig:
     mvs_coarse_factor: int = 2       # coarse sweep at 1/this of the depth-map resolution
     mvs_refine_planes: int = 5       # hypotheses per refinement round at full resolution (0: none)
     mvs_refine_rounds: int = 3       # rounds, each over +-1 hypothesis step of the previous one
-    mvs_sources: int = 3             # co-visible source images per depth map
+    mvs_sources: int = 5             # co-visible source images per depth map (3 before; chosen with the mapper)
     mvs_window: int = 7              # ZNCC window (pixels)
     mvs_min_score: float = 0.5       # photometric confidence (mean of the best 2 ZNCCs)
     mvs_geo_views: int = 6           # neighbours of the geometric consistency check

@@ -13,13 +13,14 @@ import numpy as np
 import pycolmap
 
 from reconstruction.config import ReconstructConfig
+from reconstruction.crosscheck import MapperCheck, cross_check
 from reconstruction.pairs import database_descriptors, retrieval_pairs, sequential_pairs, vlad_descriptors, write_pairs
 
 logger = logging.getLogger("skylink")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 MATCHERS = ("auto", "exhaustive", "sequential", "spatial")
-MAPPERS = ("incremental", "global")
+MAPPERS = ("incremental", "global", "global_checked")
 
 
 class ReconstructionError(RuntimeError):
@@ -36,6 +37,7 @@ class SfMResult:
     n_models: int = 0
     known_intrinsics: bool = False
     focal_prior: float | None = None   # pixels, from EXIF: the initial focal length (refined by BA)
+    mapper_check: MapperCheck | None = None  # mapper global_checked: what the cross-check decided
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -215,40 +217,58 @@ def match(database: Path, work: Path, names: list[str], cfg: ReconstructConfig, 
         db.close()
 
 
+def _largest(models: dict) -> pycolmap.Reconstruction | None:
+    return max(models.values(), key=lambda r: (r.num_reg_images(), r.num_points3D())) if models else None
+
+
+def _global_models(database: Path, image_dir: Path, out: Path, cfg: ReconstructConfig, known_intrinsics: bool) -> dict:
+    opts = pycolmap.GlobalPipelineOptions()
+    opts.num_threads = cfg.num_threads
+    opts.random_seed = cfg.seed
+    if known_intrinsics:
+        opts.mapper.bundle_adjustment.refine_focal_length = False
+        opts.mapper.bundle_adjustment.refine_extra_params = False
+    out.mkdir(parents=True, exist_ok=True)
+    return pycolmap.global_mapping(database, image_dir, out, opts)
+
+
+def _incremental_models(database: Path, image_dir: Path, out: Path, cfg: ReconstructConfig, known_intrinsics: bool) -> dict:
+    opts = pycolmap.IncrementalPipelineOptions()
+    opts.num_threads = cfg.num_threads
+    opts.random_seed = cfg.seed
+    opts.mapper.abs_pose_min_num_inliers = cfg.abs_pose_min_inliers
+    opts.mapper.abs_pose_min_inlier_ratio = cfg.abs_pose_min_inlier_ratio
+    opts.mapper.init_min_num_inliers = cfg.init_min_inliers
+    opts.mapper.init_min_tri_angle = cfg.init_min_tri_angle
+    if known_intrinsics:
+        opts.ba_refine_focal_length = False
+        opts.ba_refine_principal_point = False
+        opts.ba_refine_extra_params = False
+        opts.mapper.abs_pose_refine_focal_length = False
+        opts.mapper.abs_pose_refine_extra_params = False
+    out.mkdir(parents=True, exist_ok=True)
+    return pycolmap.incremental_mapping(database, image_dir, out, opts)
+
+
 def map_scene(database: Path, image_dir: Path, work: Path, cfg: ReconstructConfig,
-              known_intrinsics: bool) -> tuple[pycolmap.Reconstruction, int]:
-    """Run the mapper and return its largest model and the number of models found."""
+              known_intrinsics: bool) -> tuple[pycolmap.Reconstruction, int, MapperCheck | None]:
+    """Run the mapper(s); return the model kept, the number of models found and the cross-check's record."""
     if cfg.mapper not in MAPPERS:
         raise ValueError(f"reconstruct.mapper: {cfg.mapper!r} is not one of {MAPPERS}")
     models_dir = work / "models"
-    models_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.mapper == "global":
-        opts = pycolmap.GlobalPipelineOptions()
-        opts.num_threads = cfg.num_threads
-        opts.random_seed = cfg.seed
-        if known_intrinsics:
-            opts.mapper.bundle_adjustment.refine_focal_length = False
-            opts.mapper.bundle_adjustment.refine_extra_params = False
-        models = pycolmap.global_mapping(database, image_dir, models_dir, opts)
-    else:
-        opts = pycolmap.IncrementalPipelineOptions()
-        opts.num_threads = cfg.num_threads
-        opts.random_seed = cfg.seed
-        opts.mapper.abs_pose_min_num_inliers = cfg.abs_pose_min_inliers
-        opts.mapper.abs_pose_min_inlier_ratio = cfg.abs_pose_min_inlier_ratio
-        opts.mapper.init_min_num_inliers = cfg.init_min_inliers
-        opts.mapper.init_min_tri_angle = cfg.init_min_tri_angle
-        if known_intrinsics:
-            opts.ba_refine_focal_length = False
-            opts.ba_refine_principal_point = False
-            opts.ba_refine_extra_params = False
-            opts.mapper.abs_pose_refine_focal_length = False
-            opts.mapper.abs_pose_refine_extra_params = False
-        models = pycolmap.incremental_mapping(database, image_dir, models_dir, opts)
-    if not models:
+    runs = {"global": _global_models, "incremental": _incremental_models}
+    names = ("global", "incremental") if cfg.mapper == "global_checked" else (cfg.mapper,)
+    found = {name: runs[name](database, image_dir, models_dir / name, cfg, known_intrinsics) for name in names}
+    if not any(found.values()):
         raise ReconstructionError(f"{image_dir}: the {cfg.mapper} mapper found no model (too few matches between images)")
-    best = max(models.values(), key=lambda r: (r.num_reg_images(), r.num_points3D()))
-    return best, len(models)
+    if cfg.mapper != "global_checked":
+        models = found[cfg.mapper]
+        return _largest(models), len(models), None
+    rec, check = cross_check(_largest(found["global"]), _largest(found["incremental"]),
+                             cfg.mapper_check_tol, cfg.mapper_min_agreement, cfg.seed)
+    if check.kept == "incremental" or check.dropped:
+        logger.info("%s: %s; kept the %s model", image_dir, check.reason, check.kept)
+    return rec, len(found[check.kept]), check
 
 
 def run_sfm(image_dir: Path, names: list[str], work: Path, cfg: ReconstructConfig, *,
@@ -278,7 +298,8 @@ def run_sfm(image_dir: Path, names: list[str], work: Path, cfg: ReconstructConfi
     logger.debug("%s: %s matching verified %d pairs", image_dir, matcher, n_pairs)
 
     t = time.perf_counter()
-    rec, n_models = map_scene(database, image_dir, work, cfg, known)
+    rec, n_models, check = map_scene(database, image_dir, work, cfg, known)
     timings["map"] = time.perf_counter() - t
     focal = None if known or not focal_priors else float(np.median(list(focal_priors.values())))
-    return SfMResult(rec, timings, matcher, cfg.mapper, n_pairs, n_models, known, focal)
+    mapper = check.kept if check else cfg.mapper
+    return SfMResult(rec, timings, matcher, mapper, n_pairs, n_models, known, focal, check)

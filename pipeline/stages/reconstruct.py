@@ -43,7 +43,10 @@ def reconstruct_one(item_id: str, out: Path, tree: str, cfg: dict, threads: int 
         "priors_from": q["priors_from"], "intrinsics_from": q["intrinsics_from"], "warnings": q["warnings"],
         "dense_backend": q["dense"]["backend"], "dense_fallback": q["dense"]["fallback"],
         "dense_seconds": q["dense"]["seconds"], "sparse_points_per_scale": q["sparse_points_per_scale"],
+        "mapper": q["mapper"],
     }
+    if q.get("mapper_check"):
+        summary["mapper_dropped"] = len(q["mapper_check"]["dropped"])
     gt = q.get("ground_truth") or {}
     for key in ("camera_error_rel_median", "camera_error_rel_max", "mesh_distance_rel_median", "mesh_distance_rel_p90"):
         if gt.get(key) is not None:
@@ -78,6 +81,9 @@ def run(ctx: StageContext) -> dict:
         "buildings": len(items), "ok": len(ok), "failed": {b: r.get("reason") for b, r in statuses.items() if r.get("status") != "ok"},
         "registered": sum(r["registered"] for r in ok.values()), "images": sum(r["total"] for r in ok.values()),
     }
+    if any("mapper_dropped" in r for r in ok.values()):  # global_checked: what the cross-check kept
+        summary["mapper_kept"] = {m: sum(r.get("mapper") == m for r in ok.values()) for m in ("global", "incremental")}
+        summary["mapper_dropped_images"] = sum(r.get("mapper_dropped", 0) for r in ok.values())
     for key in ("camera_error_rel_median", "mesh_distance_rel_median"):
         vals = sorted(r[key] for r in ok.values() if key in r)
         if vals:
