@@ -61,7 +61,9 @@ def test_rebuild_3d_resumes_after_sigkill_and_recomputes_only_changes(tiny_world
     assert _counts(resumed.stdout) == {"new": 1, "changed": 0, "cached": 1, "failed": 0}
     for b in ids:
         q = json.loads((work / "reconstruct" / b / "quality.json").read_text())
-        assert q["registered"] == q["total"] == 54
+        # the default mapper drops the cameras its two mappers place differently (building 2630: a run of 7
+        # the global mapper mirrors), so not every image stays registered
+        assert q["total"] == 54 and q["registered"] >= 0.85 * q["total"], q["mapper_check"]
         assert (work / "render" / b / "scale3" / "dsm.npy").exists()
 
     (region / "train" / "drone" / ids[1] / "image-54.jpeg").unlink()  # the region changed

@@ -43,6 +43,10 @@ def test_synthetic_building_from_its_images_alone(building, tiny_config, tmp_pat
     exif = tiny_config.synth.drone_exif != "none"
     assert q["priors_from"] == ("gps" if exif else "none") and q["alignment"]["method"] == ("gps" if exif else "orbit")
     assert q["intrinsics_from"] == ("exif" if exif else "default")
+    # the default mapper: global, confirmed camera by camera by the incremental one
+    check = q["mapper_check"]
+    assert q["mapper"] == check["kept"] == "global" and check["common"] >= 0.95 * q["total"], check
+    assert q["registered"] == check["registered"]["global"] - len(check["dropped"])
     g = q["ground_truth"]
     assert g["camera_error_rel_median"] < 0.01 and g["camera_error_rel_max"] < 0.02, g
     assert g["mesh_distance_rel_median"] < 0.02, g
