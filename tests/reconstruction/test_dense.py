@@ -176,3 +176,13 @@ def test_cloud_quality_of_perfect_and_partial_clouds(building):
     roof_only = perfect[perfect[:, 2] > 0.95 * perfect[:, 2].max()]
     q = cloud_quality(roof_only + [0, 0, 0.05 * size], mesh, rec_b["index"], size, n_samples=5000)
     assert q["completeness_facades"]["0.01"] < 0.1 and q["accuracy"]["0.01"] < 0.5
+
+
+@pytest.mark.parametrize("n,k", [(5, 1), (5, 2), (5, 3), (5, 4), (5, 5), (3, 2), (4, 2), (2, 1), (1, 3)])
+def test_mean_top_k_equals_topk(n, k):
+    from reconstruction.mvs import mean_top_k
+
+    g = torch.Generator().manual_seed(n * 10 + k)
+    scores = [torch.randn(3, 7, 5, generator=g) for _ in range(n)]
+    want = torch.stack(scores).topk(min(k, n), dim=0).values.mean(0)
+    assert torch.allclose(mean_top_k(scores, k), want, atol=1e-6)
