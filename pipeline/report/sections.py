@@ -112,6 +112,17 @@ def nonempty(cols: list[Col], rows: list[dict], keep: tuple[str, ...] = ()) -> l
     return [c for c in cols if c.key in keep or any(r.get(c.key) not in (None, "") for r in rows)]
 
 
+def _mapper_cell(q: dict) -> str | None:
+    """The mapper whose model was kept and, where both ran, what the cross-check did."""
+    check = q.get("mapper_check")
+    if not check:
+        return q.get("mapper")
+    if check["kept"] == "incremental" and check.get("agreement") is not None:
+        return f"incremental (global broken: {check['agreeing']}/{check['common']} agree)"
+    dropped = len(check.get("dropped") or [])
+    return check["kept"] + (f" ({dropped} disputed dropped)" if dropped else "")
+
+
 def _pct(x: float | None, digits: int = 1) -> str | None:
     return None if x is None else f"{100 * float(x):.{digits}f}%"
 
@@ -220,6 +231,7 @@ def reconstruction(ctx: ReportContext) -> str:
             "mesh": _pct(gt.get("mesh_distance_rel_median"), 2),
             "mesh90": _pct(gt.get("mesh_distance_rel_p90"), 2),
             "align": (q.get("alignment") or {}).get("method"),
+            "mapper": _mapper_cell(q),
             "seconds": (q.get("seconds") or {}).get("total", rec.get("seconds")),
         }
         rows.append(row)
@@ -227,7 +239,8 @@ def reconstruction(ctx: ReportContext) -> str:
             Col("ratio", "ratio"), Col("reproj. error (px)", "reproj"), Col("track length", "track"),
             Col("points per scale", "points"), Col("camera error (% orbit)", "cam_err"),
             Col("rel. rotation error (°)", "rot_err", digits=3), Col("point-mesh median (% size)", "mesh"),
-            Col("p90", "mesh90"), Col("aligned by", "align", text=True), Col("seconds", "seconds", digits=1),
+            Col("p90", "mesh90"), Col("aligned by", "align", text=True), Col("mapper", "mapper", text=True),
+            Col("seconds", "seconds", digits=1),
             Col("note", "note", text=True)]
     cols = nonempty(cols, rows, keep=("building", "status"))  # e.g. no ground-truth errors on real data
     n_failed = sum(1 for r in rows if r["status"] != "ok")

@@ -315,3 +315,13 @@ def test_geometry_and_silhouette_tables_and_their_absence(tmp_path):
     assert "accuracy @0.5%" in geo and "facades @1%" in geo and geo.count("<tr") == 3  # header + dense + sparse
     sil = silhouette_table(ctx, ["0001"])
     assert "scale 1 median" in sil and "97%" in sil and "95%" in sil
+
+
+def test_reconstruction_table_names_the_mapper_decision():
+    from pipeline.report.sections import _mapper_cell
+
+    assert _mapper_cell({"mapper": "incremental"}) == "incremental"
+    check = {"kept": "global", "common": 27, "agreeing": 25, "agreement": 25 / 27, "dropped": ["a", "b"]}
+    assert _mapper_cell({"mapper": "global", "mapper_check": check}) == "global (2 disputed dropped)"
+    broken = check | {"kept": "incremental", "agreeing": 13, "common": 23, "dropped": []}
+    assert _mapper_cell({"mapper": "incremental", "mapper_check": broken}) == "incremental (global broken: 13/23 agree)"
