@@ -30,7 +30,7 @@ class ReconstructConfig:
     # 16 validation buildings (seed 2, 600 training buildings) but broke some buildings outright (validation
     # 4661, demo 0703). Checked, +4.9 / +7.8 / +9.3 there and +6.1 / +10.1 / +11.7 on the other validation
     # world (seed 2, 4661 caught and kept incremental), no camera misplaced that only one mapper misplaces,
-    # for about a second more per building (README; bench/reconstruct_mapper_val*.json)
+    # for 1 s more per 27-image building, 8 s per 54-image one (README; bench/reconstruct_mapper_val*.json)
     mapper: str = "global_checked"
     # the check: cameras agree within mapper_check_tol of the orbit's size; below mapper_min_agreement of
     # the common cameras agreeing the global model counts as broken (0703: 57%, every other one >= 78%)

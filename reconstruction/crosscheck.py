@@ -5,8 +5,9 @@ COLMAP's global mapper places cameras more accurately than the incremental one o
 that is broken outright (demo building 0703: median relative rotation error 56 degrees) or places a
 few weakly matched images far off (one camera 100 orbit radii away). The incremental mapper fails
 differently: it registers fewer images, and on symmetric buildings puts an occasional image at its
-mirror position on the orbit. Mapping costs under a second per building against several for features
-and matching, so both run on the same database and each model checks the other:
+mirror position on the orbit. Both run on the same database (features and matches are shared; mapping
+both costs 1.4 s for a 27-image flight, 13 s for a 54-image one on 2 cores) and each model checks the
+other:
 
 * their camera centres are compared after a robust similarity (the models have arbitrary frames);
 * when fewer than `min_agreement` of the common cameras agree, the global model is broken and the
