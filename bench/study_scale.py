@@ -15,7 +15,7 @@ gallery_satellite tile, distractors included). Runs are time-boxed: an epoch tha
         --run "default=" --run "lr1e-3=lr=1e-3,freeze_stages=2,backbone_lr_scale=0.3" --budget-s 230
 
 Use a world whose seed differs from the demo's: choices made here must never see the test split
-they are reported on. Prints a table and a JSON line; writes bench/out/study_scale.json.
+they are reported on. Prints a table and a JSON line; writes bench/out/study_scale.json (--out).
 """
 from __future__ import annotations
 
@@ -90,6 +90,8 @@ def main() -> None:
                     help="a recipe: train config overrides (repeatable; default: the train defaults)")
     ap.add_argument("--budget-s", type=float, default=230.0, help="wall-clock seconds per run")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="overrides for every run")
+    ap.add_argument("--out", type=Path, default=OUT / "study_scale.json",
+                    help="JSON of the rows (give each of several parallel runs its own)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     recipes = {}
@@ -103,8 +105,8 @@ def main() -> None:
             rows.append(row)
             print(f"{name:>12} N={n:4d}  R@1 {row['R@1']:5.1f}  R@5 {row['R@5']:5.1f}  (chance {row['chance_R@1']:.1f})"
                   f"  epochs {row['epochs_done']}/{row['epochs']}  {row['seconds']:.0f} s", flush=True)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "study_scale.json").write_text(json.dumps(rows, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=2))
     print(json.dumps(rows))
 
 
