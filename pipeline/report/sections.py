@@ -119,8 +119,10 @@ def _mapper_cell(q: dict) -> str | None:
         return q.get("mapper")
     if check["kept"] == "incremental" and check.get("agreement") is not None:
         return f"incremental (global broken: {check['agreeing']}/{check['common']} agree)"
-    dropped = len(check.get("dropped") or [])
-    return check["kept"] + (f" ({dropped} disputed dropped)" if dropped else "")
+    dropped, again = len(check.get("dropped") or []), len(check.get("reregistered") or [])
+    if not dropped:
+        return check["kept"]
+    return check["kept"] + f" ({dropped} disputed dropped" + (f", {again} registered again)" if again else ")")
 
 
 def _pct(x: float | None, digits: int = 1) -> str | None:

@@ -323,5 +323,7 @@ def test_reconstruction_table_names_the_mapper_decision():
     assert _mapper_cell({"mapper": "incremental"}) == "incremental"
     check = {"kept": "global", "common": 27, "agreeing": 25, "agreement": 25 / 27, "dropped": ["a", "b"]}
     assert _mapper_cell({"mapper": "global", "mapper_check": check}) == "global (2 disputed dropped)"
+    again = check | {"reregistered": ["a", "b"]}
+    assert _mapper_cell({"mapper": "global", "mapper_check": again}) == "global (2 disputed dropped, 2 registered again)"
     broken = check | {"kept": "incremental", "agreeing": 13, "common": 23, "dropped": []}
     assert _mapper_cell({"mapper": "incremental", "mapper_check": broken}) == "incremental (global broken: 13/23 agree)"

@@ -55,6 +55,20 @@ def test_synthetic_building_from_its_images_alone(building, tiny_config, tmp_pat
     assert rec.num_reg_images() == q["registered"]
 
 
+def test_cameras_the_two_mappers_dispute_are_registered_again(tiny_world, tiny_config, tmp_path):
+    """Tiny-world building 2630: the global mapper mirrors a run of 7 cameras on the orbit. The check
+    drops them, then they are registered again against the checked model, each in its true place."""
+    bid = _train_buildings(tiny_world)[1]
+    drone = tiny_world / "train" / "drone" / bid
+    cfg = _sfm_only(ReconstructConfig(**asdict(tiny_config.reconstruct)))
+    q = reconstruct_scene(drone, tmp_path, cfg, ground_truth=drone_ground_truth(tiny_world, bid, drone))
+    check = q["mapper_check"]
+    assert check["kept"] == "global" and len(check["dropped"]) >= 3, check
+    assert check["reregistered"] == check["dropped"] and q["registered"] == q["total"] == 54, check
+    g = q["ground_truth"]
+    assert g["camera_error_rel_max"] < 0.02, g  # mirrored, they were 1.8 orbit radii off
+
+
 def test_reconstruct_stage_needs_no_ground_truth(building, tiny_config, tmp_path):
     """The stage's item hash and inputs come from the images: a tree without meta/ reconstructs the same way."""
     world, bid = building
