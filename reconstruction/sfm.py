@@ -234,8 +234,13 @@ def _global_models(database: Path, image_dir: Path, out: Path, cfg: ReconstructC
 
 def _incremental_models(database: Path, image_dir: Path, out: Path, cfg: ReconstructConfig, known_intrinsics: bool,
                         input_path: Path | None = None) -> dict:
-    """The incremental mapper's models; from `input_path` it continues that model (registers what it lacks)."""
+    """The incremental mapper's models. From `input_path` it continues that model: registers the images it
+    lacks while the model's cameras and intrinsics stay as they are (its own bundle adjustment would
+    move them: on towers the global mapper's poses are the better ones)."""
     opts = pycolmap.IncrementalPipelineOptions()
+    if input_path is not None:
+        opts.fix_existing_frames = True
+        known_intrinsics = True  # the model's intrinsics are kept as they are too
     opts.num_threads = cfg.num_threads
     opts.random_seed = cfg.seed
     opts.mapper.abs_pose_min_num_inliers = cfg.abs_pose_min_inliers

@@ -60,7 +60,7 @@ def test_cameras_the_two_mappers_dispute_are_registered_again(tiny_world, tiny_c
     drops them, then they are registered again against the checked model, each in its true place."""
     bid = _train_buildings(tiny_world)[1]
     drone = tiny_world / "train" / "drone" / bid
-    cfg = _sfm_only(ReconstructConfig(**asdict(tiny_config.reconstruct)))
+    cfg = _sfm_only(ReconstructConfig(**(asdict(tiny_config.reconstruct) | {"mapper_reregister": True})))
     q = reconstruct_scene(drone, tmp_path, cfg, ground_truth=drone_ground_truth(tiny_world, bid, drone))
     check = q["mapper_check"]
     assert check["kept"] == "global" and len(check["dropped"]) >= 3, check
