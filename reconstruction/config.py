@@ -37,11 +37,10 @@ class ReconstructConfig:
     mapper_min_agreement: float = field(default=0.7, metadata=ADDED_LATER)
     mapper_check_tol: float = field(default=0.05, metadata=ADDED_LATER)
     # then register the dropped cameras again: the incremental mapper continues from the checked model,
-    # placing each against its confirmed points. Off by default: on the validation worlds every image
-    # came back (8 of 8 within 1.2% of the orbit radius on one) and completeness rose, but with the
-    # continuation's own bundle adjustment accuracy fell on towers (README); with the model's cameras
-    # held fixed (as now) it is measured on two buildings only
-    mapper_reregister: bool = field(default=False, metadata=ADDED_LATER)
+    # its cameras and intrinsics held fixed, placing each dropped image against the model's confirmed
+    # points. On both validation worlds every image came back (432 of 432 each, none misplaced), paired
+    # against the checked model: completeness +1.6 / +1.5 points, accuracy -1.1 [-3.1, +0.1] / 0.0 (README)
+    mapper_reregister: bool = True
     camera_mode: str = "single"      # single (shared intrinsics) | per_image
     camera_model: str = "SIMPLE_RADIAL"  # used when intrinsics are unknown
     use_known_intrinsics: bool = True
