@@ -58,10 +58,11 @@ def scene_scale(centres: np.ndarray) -> float:
     return float(np.median(np.linalg.norm(centres - np.median(centres, axis=0), axis=1)))
 
 
-def camera_disagreement(a: pycolmap.Reconstruction, b: pycolmap.Reconstruction,
+def camera_disagreement(a: pycolmap.Reconstruction, b: pycolmap.Reconstruction, tol: float = 0.05,
                         seed: int = 0) -> dict[str, float]:
     """For each image registered in both, the distance between its centres once `a` is mapped onto `b`,
-    as a share of `b`'s scene scale (a robust similarity, so that a few misplaced cameras do not bend it)."""
+    as a share of `b`'s scene scale (a robust similarity with inliers within `tol`, so that a few misplaced
+    cameras do not bend it)."""
     ca, cb = camera_centres(a), camera_centres(b)
     common = sorted(set(ca) & set(cb))
     if len(common) < 3:
@@ -72,7 +73,7 @@ def camera_disagreement(a: pycolmap.Reconstruction, b: pycolmap.Reconstruction,
     if scale <= 0:
         return {}
     try:
-        sim, _ = estimate_similarity(src, tgt, 0.05 * scale, seed)
+        sim, _ = estimate_similarity(src, tgt, tol * scale, seed)
     except ValueError:  # degenerate centres: nothing can be compared
         return {}
     dist = np.linalg.norm(sim3_apply(sim, src) - tgt, axis=1) / scale
@@ -98,7 +99,7 @@ def cross_check(global_rec: pycolmap.Reconstruction | None, incremental_rec: pyc
         return global_rec, MapperCheck("global", "unchecked: the incremental mapper found no model", registered=registered)
     if global_rec is None:
         return incremental_rec, MapperCheck("incremental", "the global mapper found no model", registered=registered)
-    dist = camera_disagreement(global_rec, incremental_rec, seed)
+    dist = camera_disagreement(global_rec, incremental_rec, tol, seed)
     if not dist:
         kept = "global" if registered["global"] >= registered["incremental"] else "incremental"
         return ((global_rec if kept == "global" else incremental_rec),

@@ -258,7 +258,7 @@ def _incremental_models(database: Path, image_dir: Path, out: Path, cfg: Reconst
 
 
 def _reregister(database: Path, image_dir: Path, models_dir: Path, rec: pycolmap.Reconstruction,
-                cfg: ReconstructConfig, known_intrinsics: bool, check: MapperCheck) -> pycolmap.Reconstruction:
+                cfg: ReconstructConfig, check: MapperCheck) -> pycolmap.Reconstruction:
     """Register the images the cross-check dropped (and any still missing) into the checked model.
 
     The incremental mapper continues from the checked global model, so each image is placed by
@@ -270,8 +270,8 @@ def _reregister(database: Path, image_dir: Path, models_dir: Path, rec: pycolmap
     start = models_dir / "checked"
     start.mkdir(parents=True, exist_ok=True)
     rec.write_binary(start)
-    cont = _largest(_incremental_models(database, image_dir, models_dir / "continued", cfg, known_intrinsics,
-                                        input_path=start))
+    # continuing holds the model's intrinsics fixed whatever they came from
+    cont = _largest(_incremental_models(database, image_dir, models_dir / "continued", cfg, True, input_path=start))
     before = {im.name for im in rec.images.values() if im.has_pose}
     after = {im.name for im in cont.images.values() if im.has_pose} if cont is not None else set()
     if not before <= after:
@@ -300,7 +300,7 @@ def map_scene(database: Path, image_dir: Path, work: Path, cfg: ReconstructConfi
     rec, check = cross_check(_largest(found["global"]), _largest(found["incremental"]),
                              cfg.mapper_check_tol, cfg.mapper_min_agreement, cfg.seed)
     if check.kept == "global" and check.dropped and cfg.mapper_reregister:
-        rec = _reregister(database, image_dir, models_dir, rec, cfg, known_intrinsics, check)
+        rec = _reregister(database, image_dir, models_dir, rec, cfg, check)
     if check.kept == "incremental" or check.dropped:
         logger.info("%s: %s; kept the %s model", image_dir, check.reason, check.kept)
     return rec, len(found[check.kept]), check

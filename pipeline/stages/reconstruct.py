@@ -47,6 +47,7 @@ def reconstruct_one(item_id: str, out: Path, tree: str, cfg: dict, threads: int 
     }
     if q.get("mapper_check"):
         summary["mapper_dropped"] = len(q["mapper_check"]["dropped"])
+        summary["mapper_reregistered"] = len(q["mapper_check"].get("reregistered", []))
     gt = q.get("ground_truth") or {}
     for key in ("camera_error_rel_median", "camera_error_rel_max", "mesh_distance_rel_median", "mesh_distance_rel_p90"):
         if gt.get(key) is not None:
@@ -84,6 +85,7 @@ def run(ctx: StageContext) -> dict:
     if any("mapper_dropped" in r for r in ok.values()):  # global_checked: what the cross-check kept
         summary["mapper_kept"] = {m: sum(r.get("mapper") == m for r in ok.values()) for m in ("global", "incremental")}
         summary["mapper_dropped_images"] = sum(r.get("mapper_dropped", 0) for r in ok.values())
+        summary["mapper_reregistered_images"] = sum(r.get("mapper_reregistered", 0) for r in ok.values())
     for key in ("camera_error_rel_median", "mesh_distance_rel_median"):
         vals = sorted(r[key] for r in ok.values() if key in r)
         if vals:
