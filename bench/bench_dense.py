@@ -8,7 +8,7 @@ view confirms (geometric consistency), with a picture of a depth map and its con
 docs/images/dense_herzjesu.jpg. Wall seconds depend on the machine's load (the 1-minute load average
 is recorded); cpu_s is this process's CPU time over all threads.
 
-    python bench/bench_dense.py [--only synthetic herzjesu] [--out bench/out/dense.json]
+    python bench/bench_dense.py [--only synthetic herzjesu] [--out bench/out/dense.json] [--set dense_min_pixels=2]
 """
 from __future__ import annotations
 
@@ -133,9 +133,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=REPO / "bench" / "out" / "cache")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--picture", type=Path, default=REPO / "docs" / "images" / "dense_herzjesu.jpg")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a reconstruct option, e.g. dense_min_pixels=2 (repeatable)")
     args = ap.parse_args(argv)
     cfg = ReconstructConfig(max_image_size=256, dense="torch", num_threads=int(os.environ.get("BENCH_THREADS", "2")))
-    result: dict = {"load_avg_1min": round(os.getloadavg()[0], 2), "threads": cfg.num_threads}
+    overrides = {}
+    for kv in args.set:
+        key, _, value = kv.partition("=")
+        if not hasattr(cfg, key):
+            ap.error(f"--set {kv}: no reconstruct option {key!r}")
+        overrides[key] = type(getattr(cfg, key))(value)
+    cfg = dataclasses.replace(cfg, **overrides)
+    result: dict = {"load_avg_1min": round(os.getloadavg()[0], 2), "threads": cfg.num_threads, "overrides": overrides}
     cases = args.only or CASES
     if "synthetic" in cases:
         result["synthetic"] = synthetic_case(args.cache, cfg)

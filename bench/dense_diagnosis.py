@@ -73,7 +73,9 @@ EXPERIMENTS: dict[str, dict] = {
     "voxel0.002": {"poses": "sfm", "cfg": {"dense_voxel_size": 0.002}},
     "voxel0.008": {"poses": "sfm", "cfg": {"dense_voxel_size": 0.008}},
     "crop0.5": {"poses": "sfm", "cfg": {"dense_crop_radius": 0.5}},
-    "no_outlier_removal": {"poses": "sfm", "cfg": {"outlier_neighbors": 0}},
+    "outlier_removal": {"poses": "sfm", "cfg": {"dense_outlier_neighbors": 20}},
+    "min_pixels2": {"poses": "sfm", "cfg": {"dense_min_pixels": 2}},
+    "min_pixels3": {"poses": "sfm", "cfg": {"dense_min_pixels": 3}},
     # the same MVS settings on true poses: what the MVS can reach when poses are not the limit
     "gt_planes64": {"poses": "gt", "cfg": {"mvs_planes": 64}},
     "gt_sources5": {"poses": "gt", "cfg": {"mvs_sources": 5}},

@@ -62,13 +62,23 @@ class ReconstructConfig:
     align_max_error: float = 0.05
     # multi-scale clouds
     n_scales: int = 3
-    outlier_neighbors: int = 20      # statistical outlier removal (open3d)
+    outlier_neighbors: int = 20      # statistical outlier removal of the sparse clouds (open3d)
     outlier_std_ratio: float = 2.0
     voxel_size: float = 0.005        # fraction of the orbit radius (0: no downsampling)
     # dense clouds (reconstruction/dense.py): scale{k}.ply; the sparse ones stay as sparse_scale{k}.ply
     dense: str = "auto"              # auto (COLMAP PatchMatch if pycolmap has CUDA, else torch) | torch | colmap | sparse
     dense_voxel_size: float = 0.004  # fraction of the orbit radius
     dense_crop_radius: float = 0.75  # keep points within this many orbit radii of the orbit axis (0: all)
+    # fusion filters, both off since 2026-12-01 (normals now come from the depth maps, so fusing the
+    # 54-image tiny building takes 0.9 s instead of 8 s): open3d's statistical outlier removal over this
+    # many neighbours, and COLMAP's min_num_pixels (voxels fused from fewer pixels are dropped). Each
+    # trades completeness for accuracy (README, bench/dense_diagnosis.py)
+    dense_outlier_neighbors: int = 0
+    dense_min_pixels: int = field(default=1, metadata=ADDED_LATER)
+    # mesh.ply for viewing (`skylink inspect --mesh`): screened Poisson over the dense clouds of all
+    # scales (reconstruction/mesh.py); about 4 s per 27-image building at depth 8 on 2 cores (README)
+    dense_mesh: bool = field(default=False, metadata=ADDED_LATER)
+    dense_mesh_depth: int = field(default=8, metadata=ADDED_LATER)
     dense_min_valid: float = 0.02    # share of consistent depth-map pixels below which the sparse clouds are kept
     mvs_max_image_size: int = 256    # depth-map resolution (longest side)
     mvs_planes: int = 32             # inverse-depth planes of the coarse sweep

@@ -169,7 +169,8 @@ def dense_clouds(rec: pycolmap.Reconstruction, image_dir: Path, groups: dict[str
         axis = np.mean([v.centre for v in views], axis=0)
         crop = (axis, cfg.dense_crop_radius * radius)
     clouds = fuse_scales(views, maps, points, groups, cfg.n_scales, opts.min_consistent,
-                         cfg.dense_voxel_size * radius, cfg.outlier_neighbors, cfg.outlier_std_ratio, crop)
+                         cfg.dense_voxel_size * radius, cfg.dense_outlier_neighbors, cfg.outlier_std_ratio, crop,
+                         cfg.dense_min_pixels)
     total = sum(len(c.points) for c in clouds.values())
     stats |= {"seconds_depth": round(t_depth, 3), "seconds_fusion": round(time.perf_counter() - t, 3)}
     if total < MIN_POINTS:

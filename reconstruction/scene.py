@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import open3d as o3d
 from PIL import Image
 
 from reconstruction.align import align_by_orbit, align_to_priors, camera_centres, orbit_radius
@@ -15,6 +16,7 @@ from reconstruction.config import ReconstructConfig
 from reconstruction.dense import dense_clouds
 from reconstruction.focal import read_exif_focal
 from reconstruction.gps import exif_gps_priors
+from reconstruction.mesh import MESH, poisson_mesh
 from reconstruction.multiscale import default_groups, scale_clouds, write_clouds
 from reconstruction.quality import evaluate_against_ground_truth, model_stats
 from reconstruction.sfm import ReconstructionError, list_images, prepare_images, run_sfm
@@ -122,6 +124,15 @@ def reconstruct_scene(images: Path, out: Path, cfg: ReconstructConfig, *,
     if dense.fallback and dense.backend != "sparse":
         logger.warning("%s: dense reconstruction fell back to the sparse clouds: %s", images, dense.fallback)
     counts = write_clouds(dense.clouds or clouds, out)
+    t_mesh, mesh_faces = 0.0, None
+    if cfg.dense_mesh and dense.clouds:
+        t = time.perf_counter()
+        mesh = poisson_mesh(list(dense.clouds.values()), depth=cfg.dense_mesh_depth,
+                            threads=cfg.num_threads if cfg.num_threads > 0 else -1)
+        mesh_faces = len(mesh.triangles)
+        if mesh_faces:
+            o3d.io.write_triangle_mesh(str(out / MESH), mesh, write_ascii=False)
+        t_mesh = time.perf_counter() - t
 
     reg_names = {im.name for im in rec.images.values() if im.has_pose}
     quality = {
@@ -136,7 +147,7 @@ def reconstruct_scene(images: Path, out: Path, cfg: ReconstructConfig, *,
         **{k: v for k, v in model_stats(rec).items() if k != "registered"},
         "points_per_scale": {str(k): v for k, v in counts.items()},
         "sparse_points_per_scale": {str(k): v for k, v in sparse_counts.items()},
-        "dense": dense.to_dict(),
+        "dense": dense.to_dict() | ({"mesh_triangles": mesh_faces} if mesh_faces is not None else {}),
         "orbit_radius": radius,
         "matcher": sfm.matcher,
         "mapper": sfm.mapper,
@@ -150,7 +161,8 @@ def reconstruct_scene(images: Path, out: Path, cfg: ReconstructConfig, *,
         "warnings": warnings,
         "alignment": alignment.to_dict(),
         "seconds": {k: round(v, 3) for k, v in
-                    (sfm.timings | {"align": t_align, "clouds": t_clouds, "dense": dense.seconds}).items()},
+                    (sfm.timings | {"align": t_align, "clouds": t_clouds, "dense": dense.seconds}
+                     | ({"mesh": t_mesh} if cfg.dense_mesh else {})).items()},
     }
     if ground_truth:
         t = time.perf_counter()

@@ -19,7 +19,7 @@ import torch
 from reconstruction import dense as dense_mod
 from reconstruction.config import ReconstructConfig
 from reconstruction.dense import dense_clouds, pick_backend
-from reconstruction.fusion import fuse_cloud, kept_mask
+from reconstruction.fusion import fuse_cloud, kept_mask, pixel_normals, voxel_average
 from reconstruction.meta import building_size
 from reconstruction.mvs import MVSOptions, geometric_consistency, run_mvs
 from reconstruction.quality import cloud_quality, read_scene_mesh, surface_samples
@@ -138,6 +138,33 @@ def test_fusion_drops_inconsistent_points(mvs_result):
     n, p = np.asarray(cloud.normals), np.asarray(cloud.points)
     axis = np.mean([v.centre for v in views], axis=0)
     assert (np.sum(n * (axis - p), axis=1) > 0).mean() > 0.8
+    # COLMAP's min_num_pixels: voxels fused from a single pixel go
+    fewer = fuse_cloud(views[1:], maps[1:], points[1:], opts.min_consistent, voxel=0.3, min_pixels=2)
+    assert 0 < len(fewer.points) < len(cloud.points)
+
+
+def test_voxel_average_counts_the_pixels_of_each_voxel():
+    pts = np.array([[0.1, 0.1, 0.1], [0.3, 0.5, 0.2], [1.5, 0.1, 0.1]])
+    (mean, value), counts = voxel_average(1.0, pts, np.array([[1.0], [3.0], [5.0]]))
+    assert counts.tolist() == [2, 1] and value[:, 0].tolist() == [2.0, 5.0]
+    assert np.allclose(mean, [[0.2, 0.3, 0.15], [1.5, 0.1, 0.1]])
+
+
+def test_pixel_normals_of_a_tilted_plane_face_the_camera():
+    """Normals from the point map's differences are the plane's, turned towards the camera; pixels
+    without depth on all four sides take the viewing direction instead."""
+    u, v = np.meshgrid(np.arange(40.0), np.arange(30.0))
+    normal = np.array([0.3, -0.2, 1.0]) / np.linalg.norm([0.3, -0.2, 1.0])
+    points = np.stack([u, v, -(0.3 * u - 0.2 * v) / 1.0], -1)        # on the plane normal . p = 0
+    centre = np.array([20.0, 15.0, -50.0])                              # below: the normal must flip
+    valid = np.ones(u.shape, bool)
+    valid[10, 10] = False
+    n = pixel_normals(points, valid, centre)
+    assert np.allclose(n[2:-2, 2:8], -normal, atol=1e-9)
+    to_cam = (centre - points) / np.linalg.norm(centre - points, axis=-1, keepdims=True)
+    # the border and the hole's four-neighbours
+    assert np.allclose(n[0], to_cam[0]) and np.allclose(n[10, 11], to_cam[10, 11])
+    assert np.allclose(np.linalg.norm(n, axis=-1), 1.0)
 
 
 def test_textureless_images_fall_back_with_reason(building, tmp_path):
