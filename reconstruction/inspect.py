@@ -83,7 +83,8 @@ def panel_clouds(scene_dir: Path, scale: int, sparse: bool, mesh: bool) -> list[
         if (scene_dir / "mesh.ply").is_file():
             panels.append(("mesh", scene_dir / "mesh.ply"))
         else:
-            log.warning("%s: not found (no mesh was built)", scene_dir / "mesh.ply")
+            log.warning("%s: not found (the reconstruct stage builds it with --set reconstruct.dense_mesh=true)",
+                        scene_dir / "mesh.ply")
     return panels
 
 
