@@ -76,7 +76,7 @@ class ReconstructConfig:
     dense_outlier_neighbors: int = 0
     dense_min_pixels: int = field(default=1, metadata=ADDED_LATER)
     # mesh.ply for viewing (`skylink inspect --mesh`): screened Poisson over the dense clouds of all
-    # scales (reconstruction/mesh.py); about 4 s per 27-image building at depth 8 on 2 cores (README)
+    # scales (reconstruction/mesh.py); 6.3 s per 27-image demo building at depth 8 on 2 cores (README)
     dense_mesh: bool = field(default=False, metadata=ADDED_LATER)
     dense_mesh_depth: int = field(default=8, metadata=ADDED_LATER)
     dense_min_valid: float = 0.02    # share of consistent depth-map pixels below which the sparse clouds are kept
