@@ -125,6 +125,7 @@ def reconstruct_scene(images: Path, out: Path, cfg: ReconstructConfig, *,
         logger.warning("%s: dense reconstruction fell back to the sparse clouds: %s", images, dense.fallback)
     counts = write_clouds(dense.clouds or clouds, out)
     t_mesh, mesh_faces = 0.0, None
+    (out / MESH).unlink(missing_ok=True)   # a mesh of an earlier run into the same --out is not this one's
     if cfg.dense_mesh and dense.clouds:
         t = time.perf_counter()
         mesh = poisson_mesh(list(dense.clouds.values()), depth=cfg.dense_mesh_depth,
