@@ -24,6 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         key, _, value = kv.partition("=")
         if not hasattr(cfg, key):
             ap.error(f"--set {kv}: no reconstruct option {key!r}")
-        overrides[key] = type(getattr(cfg, key))(value)
+        overrides[key] = yaml.safe_load(value)  # as `skylink --set` reads values (false, 0.5, none)
     cfg = dataclasses.replace(cfg, **overrides)
     result: dict = {"load_avg_1min": round(os.getloadavg()[0], 2), "threads": cfg.num_threads, "overrides": overrides}
     cases = args.only or CASES

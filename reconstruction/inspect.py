@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reconstruction.mesh import MESH
+
 log = logging.getLogger("skylink")
 
 SCALE_COLOURS = {1: (0.85, 0.15, 0.15), 2: (0.95, 0.6, 0.1), 3: (0.15, 0.45, 0.9)}  # frustums of the shown scale
@@ -83,11 +85,11 @@ def panel_clouds(scene_dir: Path, scale: int, sparse: bool, mesh: bool) -> list[
         else:
             log.warning("%s: not found (no dense cloud was built); showing scale%d.ply alone", sparse_ply, scale)
     if mesh:
-        if (scene_dir / "mesh.ply").is_file():
-            panels.append(("mesh", scene_dir / "mesh.ply"))
+        if (scene_dir / MESH).is_file():
+            panels.append(("mesh", scene_dir / MESH))
         else:
             log.warning("%s: not found (the reconstruct stage builds it with --set reconstruct.dense_mesh=true)",
-                        scene_dir / "mesh.ply")
+                        scene_dir / MESH)
     return panels
 
 
@@ -226,7 +228,7 @@ def screenshot_splat(geoms: list, K: np.ndarray, T: np.ndarray, path: Path, widt
 def _panel_geometries(path: Path, frustums: list):
     import open3d as o3d
 
-    if path.name == "mesh.ply":
+    if path.name == MESH:
         mesh = o3d.io.read_triangle_mesh(str(path))
         mesh.compute_vertex_normals()
         return [mesh] + frustums

@@ -128,8 +128,7 @@ def reconstruct_scene(images: Path, out: Path, cfg: ReconstructConfig, *,
     (out / MESH).unlink(missing_ok=True)   # a mesh of an earlier run into the same --out is not this one's
     if cfg.dense_mesh and dense.clouds:
         t = time.perf_counter()
-        mesh = poisson_mesh(list(dense.clouds.values()), depth=cfg.dense_mesh_depth,
-                            threads=cfg.num_threads if cfg.num_threads > 0 else -1)
+        mesh = poisson_mesh(list(dense.clouds.values()), depth=cfg.dense_mesh_depth, threads=cfg.num_threads)
         mesh_faces = len(mesh.triangles)
         if mesh_faces:
             o3d.io.write_triangle_mesh(str(out / MESH), mesh, write_ascii=False)
