@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.ablation import (  # noqa: E402
-    FEATURES, PAIRED, PER_RUN, SHARED, _aggregate, _link_features, _link_shared, _per_query, _task_metrics)
+    FEATURES, PAIRED, PER_RUN, SHARED, aggregate_runs, link_features, link_shared, per_query_run, task_metrics)
 from pipeline.cache import atomic_write_json, read_json, workdir_lock  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.stage import run_stage  # noqa: E402
@@ -44,8 +44,8 @@ def parse_candidate(text: str) -> tuple[str, list[str]]:
 
 def run_candidate(config: Path, base_sets: list[str], sets: list[str], workdir: Path, run_dir: Path, seed: int) -> dict:
     cfg = load_config(config, base_sets + sets + [f"train.seed={seed}"])
-    _link_shared(workdir, run_dir)
-    _link_features(workdir / "choices" / FEATURES, run_dir)
+    link_shared(workdir, run_dir)
+    link_features(workdir / "choices" / FEATURES, run_dir)
     with workdir_lock(run_dir):
         for name in PER_RUN:
             run_stage(get_stage(name), cfg, run_dir)
@@ -58,12 +58,12 @@ def read_run(run_dir: Path, seed: int) -> dict:
         raise SystemExit(f"{run_dir}: no evaluate/metrics.json (run it first, without --no-run)")
     history = read_json(run_dir / "train" / "history.json") or [{}]
     return {"seed": seed, "train_s": round(sum(h.get("seconds", 0.0) for h in history), 1),
-            "threads": history[-1].get("threads"), **{task: _task_metrics(metrics, task) for task in TASKS}}
+            "threads": history[-1].get("threads"), **{task: task_metrics(metrics, task) for task in TASKS}}
 
 
 def paired(ref_dirs: list[Path], dirs: list[Path], task: str = "street->satellite") -> dict:
     def mean_over_seeds(ds: list[Path]) -> dict[str, np.ndarray]:
-        runs = [_per_query(d, f"ranks_{task.replace('->', '-')}.csv") for d in ds]
+        runs = [per_query_run(d, f"ranks_{task.replace('->', '-')}.csv") for d in ds]
         return {k: np.mean([r[k] for r in runs], axis=0) for k in PAIRED}
     a, b = mean_over_seeds(ref_dirs), mean_over_seeds(dirs)
     return {k: {"mean": 100 * float(np.mean(b[k] - a[k])), "ci95": [100 * x for x in bootstrap_ci(b[k] - a[k])]}
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = [read_run(run_dir(name, s), s) if args.no_run
                 else run_candidate(args.config, args.sets, sets, workdir, run_dir(name, s), s) for s in seeds]
         results[name] = {"overrides": sets, "runs": runs,
-                         **{task: _aggregate([r[task] for r in runs]) for task in TASKS}}
+                         **{task: aggregate_runs([r[task] for r in runs]) for task in TASKS}}
     for name in cands:
         if name != ref:
             results[name]["delta_vs_" + ref] = {

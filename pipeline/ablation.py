@@ -74,8 +74,8 @@ def run_ablation(cfg: Config, workdir: Path, seeds: int = 3, variants: list[str]
         runs = []
         for seed in range(seeds):
             run_dir = workdir / "ablation" / f"{variant}-s{seed}"
-            _link_shared(workdir, run_dir)
-            _link_features(workdir / "ablation" / FEATURES, run_dir)
+            link_shared(workdir, run_dir)
+            link_features(workdir / "ablation" / FEATURES, run_dir)
             vcfg = variant_config(cfg, variant, seed)
             log.info("ablation: %s, seed %d", variant, seed)
             t0 = time.time()
@@ -84,17 +84,17 @@ def run_ablation(cfg: Config, workdir: Path, seeds: int = 3, variants: list[str]
                     run_stage(get_stage(name), vcfg, run_dir)
             metrics = read_json(run_dir / "evaluate" / "metrics.json") or {}
             train_manifest = read_json(run_dir / "train" / "manifest.json") or {}
-            runs.append({**_task_metrics(metrics, "street->satellite"), "seed": seed,
-                         "drone->satellite": _task_metrics(metrics, "drone->satellite"),
+            runs.append({**task_metrics(metrics, "street->satellite"), "seed": seed,
+                         "drone->satellite": task_metrics(metrics, "drone->satellite"),
                          "train_s": (train_manifest.get("timings") or {}).get("seconds"),
                          "run_s": round(time.time() - t0, 1)})
-        results[variant] = {"label": VARIANTS[variant][0], "runs": runs, **_aggregate(runs)}
+        results[variant] = {"label": VARIANTS[variant][0], "runs": runs, **aggregate_runs(runs)}
     _paired_differences(results, workdir, seeds)
     baseline = _colour_baseline(workdir)
     pretrained = _pretrained_baseline(workdir, cfg)
     # University-1652's main task, the near half of the bridge, beside its two floors
     full_drone = [r["drone->satellite"] for r in results["full"]["runs"]] if "full" in results else []
-    drone = {"full": _aggregate(full_drone), "baseline": _colour_baseline(workdir, "drone"),
+    drone = {"full": aggregate_runs(full_drone), "baseline": _colour_baseline(workdir, "drone"),
              "pretrained": _pretrained_baseline(workdir, cfg, "drone")}
     payload = {"seeds": seeds, "variants": results, "baseline": baseline, "pretrained": pretrained, "drone": drone,
                "train": _train_budget(cfg)}
@@ -111,7 +111,7 @@ def run_ablation(cfg: Config, workdir: Path, seeds: int = 3, variants: list[str]
     return payload
 
 
-def _link_shared(workdir: Path, run_dir: Path) -> None:
+def link_shared(workdir: Path, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in SHARED:
         link = run_dir / name
@@ -123,7 +123,7 @@ def _link_shared(workdir: Path, run_dir: Path) -> None:
         link.symlink_to(target, target_is_directory=True)
 
 
-def _link_features(shared: Path, run_dir: Path) -> None:
+def link_features(shared: Path, run_dir: Path) -> None:
     """run_dir/train/render_features -> the shared cache (its index.json keys each building's files)."""
     shared.mkdir(parents=True, exist_ok=True)
     link = run_dir / "train" / FEATURES
@@ -143,7 +143,7 @@ def _link_features(shared: Path, run_dir: Path) -> None:
     link.symlink_to(target, target_is_directory=True)
 
 
-def _task_metrics(metrics: dict, task: str) -> dict:
+def task_metrics(metrics: dict, task: str) -> dict:
     """R@K and AP of one task of metrics.json; another layout's task of the same query view (e.g. the
     UAVM2025 street task) when that name is absent."""
     tasks = metrics.get("tasks", metrics)
@@ -152,7 +152,7 @@ def _task_metrics(metrics: dict, task: str) -> dict:
     return {k: float(m[k]) for k in METRICS if k in m}
 
 
-def _aggregate(runs: list[dict]) -> dict:
+def aggregate_runs(runs: list[dict]) -> dict:
     out = {}
     for k in METRICS:
         vals = [r[k] for r in runs if k in r]
@@ -165,7 +165,7 @@ RANKS_CSV = "ranks_street-satellite.csv"   # written by the evaluate stage
 PAIRED = ("R@1", "R@5", "AP")
 
 
-def _per_query(run_dir: Path, ranks_csv: str = RANKS_CSV) -> dict[str, np.ndarray]:
+def per_query_run(run_dir: Path, ranks_csv: str = RANKS_CSV) -> dict[str, np.ndarray]:
     """Per-query hit at 1 and 5 and AP of one run, in query-name order, from its ranks CSV (which
     holds each query's first match and AP, all the hits need)."""
     from retrieval.metrics import per_query_scores
@@ -186,7 +186,7 @@ def _paired_differences(results: dict, workdir: Path, seeds: int) -> None:
     from retrieval.metrics import bootstrap_ci
 
     def seed_mean(variant: str) -> dict[str, np.ndarray] | None:
-        runs = [_per_query(workdir / "ablation" / f"{variant}-s{s}") for s in range(seeds)]
+        runs = [per_query_run(workdir / "ablation" / f"{variant}-s{s}") for s in range(seeds)]
         if any(not np.array_equal(r["queries"], runs[0]["queries"]) for r in runs):
             return None
         return {k: np.mean([r[k] for r in runs], axis=0) for k in PAIRED}

@@ -155,9 +155,12 @@ def _epoch_checkpoints(out: Path) -> list[Path]:
     return sorted((out / CKPT_DIR).glob("epoch_*.pt"))
 
 
-def _run_key(cfg: TrainConfig, buildings: dict[str, Building], features: dict[str, Path], world: int) -> str:
+def _run_key(cfg: TrainConfig, data_root: Path, buildings: dict[str, Building], features: dict[str, Path],
+             world: int) -> str:
+    # Image paths relative to the data root: a work dir moved or copied elsewhere still resumes.
     data = {"config": key_dict(cfg), "world": world,
-            "buildings": {b: [str(p) for p in [x.satellite, *x.street_pool]] for b, x in sorted(buildings.items())},
+            "buildings": {b: [os.path.relpath(p, data_root) for p in [x.satellite, *x.street_pool]]
+                          for b, x in sorted(buildings.items())},
             "features": sorted(features)}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -453,7 +456,7 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
                                        for v in scale if "color" in v])}
         logger.info("renders through the encoder: colour views of %d train buildings", len(render_images))
 
-    run_key = _run_key(cfg, buildings, features, dd.world)
+    run_key = _run_key(cfg, data_root, buildings, features, dd.world)
     resolved = dataclasses.asdict(cfg)
     seed_everything(cfg.seed)
     model = SkyLinkModel(cfg).to(device)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ablation import _aggregate, _link_features, format_ablation, variant_config
+from pipeline.ablation import aggregate_runs, format_ablation, link_features, variant_config
 from pipeline.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,11 +44,11 @@ def test_runs_share_one_render_feature_cache(tmp_path: Path):
     old = tmp_path / "ablation" / "full-s0" / "train" / "render_features"
     old.mkdir(parents=True)
     (old / "0001.npy").write_bytes(b"x")
-    _link_features(shared, old.parents[1])
+    link_features(shared, old.parents[1])
     assert old.is_symlink() and (shared / "0001.npy").read_bytes() == b"x"   # a private cache is moved in
     run = tmp_path / "ablation" / "gem-s1"
-    _link_features(shared, run)
-    _link_features(shared, run)   # idempotent
+    link_features(shared, run)
+    link_features(shared, run)   # idempotent
     link = run / "train" / "render_features"
     assert link.is_symlink() and Path(os.path.realpath(link)) == shared.resolve()
     assert (link / "0001.npy").is_file()
@@ -56,7 +56,7 @@ def test_runs_share_one_render_feature_cache(tmp_path: Path):
 
 def test_table_is_in_percent_with_baselines_and_chance():
     runs = [{"R@1": 10.0, "R@5": 40.0, "R@10": 60.0, "AP": 20.0}, {"R@1": 20.0, "R@5": 50.0, "R@10": 70.0, "AP": 30.0}]
-    payload = {"seeds": 2, "variants": {"full": {"label": "full model", "runs": runs, **_aggregate(runs)}},
+    payload = {"seeds": 2, "variants": {"full": {"label": "full model", "runs": runs, **aggregate_runs(runs)}},
                "baseline": {"R@1": 3.33, "R@5": 30.0, "R@10": 70.0, "AP": 12.2, "chance_R@1": 6.25, "gallery": 16},
                "pretrained": {"R@1": 0.0, "R@5": 15.56, "R@10": 32.22, "AP": 4.94, "gallery": 16}}
     table = format_ablation(payload)

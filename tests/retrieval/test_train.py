@@ -153,6 +153,16 @@ def test_deterministic_resume_and_nonfinite(micro, tmp_path, monkeypatch):
     assert (tmp_path / "a" / "tb").is_dir() and any((tmp_path / "a" / "tb").iterdir())
 
 
+def test_run_key_survives_a_moved_work_dir(micro, tmp_path):
+    """The resume key names images relative to the data root: a copied work dir still resumes."""
+    tree, _ = micro
+    moved = shutil.copytree(tree, tmp_path / "elsewhere" / "tree")
+    cfg = tiny_cfg()
+    keys = [train_mod._run_key(cfg, root, collect_buildings(root), {}, 1) for root in (tree, moved)]
+    assert keys[0] == keys[1]
+    assert train_mod._run_key(dataclasses.replace(cfg, seed=cfg.seed + 1), tree, collect_buildings(tree), {}, 1) != keys[0]
+
+
 def test_short_training_lowers_the_loss(micro, tmp_path):
     tree, renders = micro
     cfg = tiny_cfg(epochs=8, samples_per_building=2, batch_size=6, ssl_weight=3.0, lr=2e-3, warmup_epochs=1)
