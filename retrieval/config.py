@@ -89,6 +89,10 @@ class TrainConfig:
     # renders through the trainable encoder (item 5's other design): one rendered colour view (any scale)
     # per building with renders joins the batch like a drone image, InfoNCE with its tile; 0: off
     w_render_satellite: float = added_later(0.0)
+    # what fills that slot: "renders", or "drone" - a second real drone image of the same building, other
+    # than the drone pair's. The control for the renders: do they help through the 3D scene, or only as
+    # more drone-like views of each building?
+    render_satellite_source: str = added_later("renders")
     # GREM
     use_grem: bool = True
     # losses

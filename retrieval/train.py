@@ -111,6 +111,9 @@ def resolve_config(cfg: TrainConfig, renders: Path | None, grem: Path | None) ->
         cfg.use_grem = False
     if cfg.head not in ("pafa", "gem"):
         raise ValueError(f"train.head must be 'pafa' or 'gem', got {cfg.head!r}")
+    if cfg.render_satellite_source not in ("renders", "drone"):
+        raise ValueError(f"train.render_satellite_source must be 'renders' or 'drone', "
+                         f"got {cfg.render_satellite_source!r}")
     if cfg.batch_size < 2:
         raise ValueError(f"train.batch_size must be >= 2 for contrastive training, got {cfg.batch_size}")
     return cfg
@@ -450,7 +453,11 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
         geometry = geometry_targets(Path(renders), sorted(features), cfg.scales[0])
         logger.info("geometric targets (%s) for %d train buildings", ", ".join(GEOMETRY_NAMES), len(geometry))
     render_images = None
-    if cfg.w_render_satellite > 0 and features:
+    if cfg.w_render_satellite > 0 and features and cfg.render_satellite_source == "drone":
+        # the control: the same buildings, the same slot, real drone images in place of renders
+        render_images = {b: list(buildings[b].drone) for b in sorted(features) if len(buildings[b].drone) >= 2}
+        logger.info("render slot (control): a second real drone image of %d train buildings", len(render_images))
+    elif cfg.w_render_satellite > 0 and features:
         render_images = {b: views for b in sorted(features)
                          if (views := [v["color"] for scale in render_views(Path(renders) / b, tuple(cfg.scales))
                                        for v in scale if "color" in v])}

@@ -303,12 +303,15 @@ class TrainBatches(torch.utils.data.Dataset):
             if self.two_views:
                 streets2.append(augment_street(st, self.aug, rng))
                 sats2.append(augment_satellite(sa, self.aug, rng))
+            drone = None
             if self.drone_pairs and b.drone:
                 # any altitude: the random crop of augment_street keeps the oblique views' framing
-                drones.append(augment_street(self.cache.get(b.drone[int(rng.integers(len(b.drone)))]), self.aug, rng))
+                drone = b.drone[int(rng.integers(len(b.drone)))]
+                drones.append(augment_street(self.cache.get(drone), self.aug, rng))
                 drone_rows.append(slot)
             if bid in self.render_images:
-                views = self.render_images[bid]
+                # never the drone pair's own image (the control fills this slot with drone images)
+                views = [v for v in self.render_images[bid] if v != drone] or self.render_images[bid]
                 renders.append(augment_street(self.cache.get(views[int(rng.integers(len(views)))]), self.aug, rng))
                 render_rows.append(slot)
             f = self._features(bid)

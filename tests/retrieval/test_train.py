@@ -20,12 +20,14 @@ from retrieval.config import TrainConfig
 from retrieval.model import SkyLinkModel, load_checkpoint
 from retrieval.sampling import plan_batches
 from retrieval.train import NonFiniteLossError, train
-from retrieval.train_data import Building, collect_buildings, limit_buildings, render_views, split_validation
+from retrieval.augment import AugmentParams
+from retrieval.train_data import (Building, ImageCache, TrainBatches, collect_buildings, limit_buildings, render_views,
+                                  split_validation)
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def make_tree(root: Path, renders: Path, n: int = 6, seed: int = 0, size: int = 64) -> None:
+def make_tree(root: Path, renders: Path, n: int = 6, seed: int = 0, size: int = 64, drones: int = 1) -> None:
     """Buildings whose satellite tile, street views and renders share a colour and a footprint shape."""
     rng = np.random.default_rng(seed)
     for i in range(n):
@@ -34,7 +36,7 @@ def make_tree(root: Path, renders: Path, n: int = 6, seed: int = 0, size: int = 
         w, h = (int(v) for v in rng.integers(12, 40, 2))
         sat = np.full((size, size, 3), 90, np.uint8)
         cv2.rectangle(sat, (size // 2 - w // 2, size // 2 - h // 2), (size // 2 + w // 2, size // 2 + h // 2), color, -1)
-        for view, count in (("satellite", 1), ("street", 2), ("google", 2), ("drone", 1)):
+        for view, count in (("satellite", 1), ("street", 2), ("google", 2), ("drone", drones)):
             d = root / "train" / view / bid
             d.mkdir(parents=True, exist_ok=True)
             for j in range(count):
@@ -225,6 +227,42 @@ def test_renders_through_the_trainable_encoder(micro, tmp_path):
     hist = json.loads((tmp_path / "history.json").read_text())
     assert hist[0]["loss_render_satellite"] > 0
     assert hist[-1]["loss_render_satellite"] < hist[0]["loss_render_satellite"]
+
+
+def test_drone_control_fills_the_render_slot_with_another_drone_image(tmp_path):
+    """train.render_satellite_source=drone (the control for the renders): the slot holds a real drone
+    image of the same building, never the one its drone pair already shows."""
+    tree, renders = tmp_path / "tree", tmp_path / "renders"
+    make_tree(tree, renders, drones=3)
+    cfg = tiny_cfg(epochs=3, batch_size=6, samples_per_building=2, w_render_satellite=1.0,
+                   render_satellite_source="drone", lr=3e-3)
+    train(tree, tmp_path / "run", cfg, renders=renders, progress=False)
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert hist[0]["loss_render_satellite"] > 0
+
+    buildings = collect_buildings(tree)
+    fetched: list[Path] = []
+
+    class Recording(ImageCache):
+        def get(self, path: Path) -> np.ndarray:
+            fetched.append(path)
+            return super().get(path)
+
+    ids = sorted(buildings)
+    data = TrainBatches(buildings, [[(b, 0) for b in ids]] * 20, epoch=0, seed=0, samples_per_building=1,
+                        aug=AugmentParams(image_size=32), two_views=False, features=None, n_scales=3,
+                        n_modalities=3, feature_dim=8, view_dropout=0.0, image_cache=Recording(32, 0),
+                        drone_pairs=True, render_images={b: list(buildings[b].drone) for b in ids})
+    pairs = []
+    for i in range(len(data)):
+        fetched.clear()
+        assert len(data[i]["render_rows"]) == len(ids)
+        # per slot: street, satellite, drone pair, render slot
+        pairs += [(fetched[k + 2], fetched[k + 3]) for k in range(0, len(fetched), 4)]
+    assert all(d != r and d.parent == r.parent for d, r in pairs)
+    assert len({r.name for _, r in pairs}) == 3      # every drone image serves the slot
+    with pytest.raises(ValueError, match="render_satellite_source"):
+        train(tree, tmp_path / "bad", tiny_cfg(render_satellite_source="google"), renders=renders, progress=False)
 
 
 def test_max_buildings_keeps_flown_first_and_the_same_places_for_every_seed(micro, tmp_path):
