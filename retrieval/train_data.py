@@ -2,6 +2,7 @@
 frozen-encoder features of the 3D renders and the per-batch loader (batches are planned in sampling.py)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -184,23 +185,32 @@ def cache_render_features(renders: Path, ids: list[str], out_dir: Path, *, scale
     `height_range` <= 0 takes it from the renders themselves (`auto_height_range`): without GPS a
     scene's unit is its drone orbit's radius, not the metre, so no fixed number fits every dataset."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    if "height" in modalities and height_range <= 0:
-        height_range = auto_height_range(Path(renders), ids, scales)
-        logger.info("height views: heights / %.4g (scene units; the 95th percentile of the buildings' tops)",
-                    height_range)
     index_path = out_dir / "index.json"
     index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    all_views = {bid: render_views(Path(renders) / bid, scales) for bid in ids}
+    keys = {bid: _files_key(views) for bid, views in all_views.items() if any(views)}
+    auto = index.get("auto_height_range")
+    if "height" in modalities and height_range <= 0:
+        # reading every height map takes seconds on a large world: reuse the figure while no render changed
+        renders_key = hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()
+        if not auto or auto.get("renders") != renders_key:
+            auto = {"renders": renders_key, "value": auto_height_range(Path(renders), ids, scales)}
+        height_range = auto["value"]
+        logger.info("height views: heights / %.4g (scene units; the 95th percentile of the buildings' tops)",
+                    height_range)
     settings = {"encoder": encoder_name, "image_size": image_size, "modalities": list(modalities),
                 "scales": list(scales), "height_range": round(float(height_range), 6)}
     if index.get("settings") != settings:
         index = {"settings": settings, "items": {}}
+    if auto:
+        index["auto_height_range"] = auto
     encoder = None
     result: dict[str, Path] = {}
     for bid in ids:
-        views = render_views(Path(renders) / bid, scales)
+        views = all_views[bid]
         if not any(views):
             continue
-        key = _files_key(views)
+        key = keys[bid]
         target = out_dir / f"{bid}.npy"
         if index["items"].get(bid) == key and target.is_file():
             result[bid] = target

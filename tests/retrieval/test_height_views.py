@@ -41,3 +41,26 @@ def test_height_view_is_not_flat_in_orbit_units(tmp_path):
 
 def test_no_renders_gives_a_neutral_range(tmp_path):
     assert auto_height_range(tmp_path, ["missing"], (1,)) == 1.0
+
+
+def test_auto_range_is_read_once_while_the_renders_stay_the_same(tmp_path, monkeypatch):
+    """Caching render features again reuses the auto height range instead of re-reading every height
+    map; a changed render computes it afresh (and re-encodes, since the range changed)."""
+    import retrieval.train_data as td
+
+    tops = {f"b{i}": 0.1 + 0.02 * i for i in range(4)}
+    _fake_renders(tmp_path / "renders", tops)
+    calls = []
+    monkeypatch.setattr(td, "auto_height_range", lambda *a, **k: calls.append(1) or auto_height_range(*a, **k))
+    cache = lambda: td.cache_render_features(tmp_path / "renders", list(tops), tmp_path / "feats",  # noqa: E731
+                                             scales=(1,), modalities=("height",), image_size=32, device="cpu")
+    first = cache()
+    assert len(calls) == 1 and len(first) == 4
+    before = {b: p.stat().st_mtime_ns for b, p in first.items()}
+    cache()
+    assert len(calls) == 1
+    assert {b: p.stat().st_mtime_ns for b, p in first.items()} == before
+    h = np.load(tmp_path / "renders/b3/scale1/view00_height.npy")
+    np.save(tmp_path / "renders/b3/scale1/view00_height.npy", h * 4)
+    cache()
+    assert len(calls) == 2
