@@ -93,6 +93,9 @@ class TrainConfig:
     # than the drone pair's. The control for the renders: do they help through the 3D scene, or only as
     # more drone-like views of each building?
     render_satellite_source: str = added_later("renders")
+    # the same rendered view also paired with the building's street photo (InfoNCE): the street half of
+    # the bridge through the trainable encoder, street -> render <- satellite; 0: off
+    w_render_street: float = added_later(0.0)
     # GREM
     use_grem: bool = True
     # losses

@@ -32,6 +32,7 @@ class LossWeights:
     ssl_3d: float | None = None       # the 3D self-supervised term's weight (None: ssl / 2, as each 2D term)
     drone_satellite: float = 0.0      # drone-satellite pairs of the flown buildings
     render_satellite: float = 0.0     # rendered colour views (through the trainable encoder)-satellite pairs
+    render_street: float = 0.0        # the same rendered views paired with the street photos of their rows
 
     def ssl_term_weights(self) -> dict[str, float]:
         """Fixed weight of each self-supervised term: a batch without flown buildings drops the 3D
@@ -51,7 +52,8 @@ def skylink_loss(emb: dict[str, torch.Tensor], scale: torch.Tensor, w: LossWeigh
     augmentations `street2`, `satellite2`, `threed2`. Each self-supervised term has its own fixed
     weight (`LossWeights.ssl_term_weights`): street and satellite `w.ssl / 2` each, 3D `w.ssl_3d`.
     `drone` (K x d) holds drone images of the batch rows `drone_rows` (K >= 2), paired with their tiles;
-    `render` (K x d) likewise rendered colour views of the rows `render_rows`.
+    `render` (K x d) likewise rendered colour views of the rows `render_rows`, paired with their tiles
+    and, with `w.render_street`, with their street photos.
     """
     ls = w.label_smoothing
     parts: dict[str, torch.Tensor] = {"street_satellite": info_nce(emb["street"], emb["satellite"], scale, ls)}
@@ -70,6 +72,9 @@ def skylink_loss(emb: dict[str, torch.Tensor], scale: torch.Tensor, w: LossWeigh
         if weight > 0 and view in emb and rows is not None and len(rows) >= 2:
             parts[f"{view}_satellite"] = info_nce(emb[view], emb["satellite"][rows], scale, ls)
             total = total + weight * parts[f"{view}_satellite"]
+    if w.render_street > 0 and "render" in emb and render_rows is not None and len(render_rows) >= 2:
+        parts["render_street"] = info_nce(emb["render"], emb["street"][render_rows], scale, ls)
+        total = total + w.render_street * parts["render_street"]
     ws = w.ssl_term_weights()
     for name in ("street", "satellite"):
         if ws[name] > 0 and f"{name}2" in emb:

@@ -453,11 +453,12 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
         geometry = geometry_targets(Path(renders), sorted(features), cfg.scales[0])
         logger.info("geometric targets (%s) for %d train buildings", ", ".join(GEOMETRY_NAMES), len(geometry))
     render_images = None
-    if cfg.w_render_satellite > 0 and features and cfg.render_satellite_source == "drone":
+    render_slot = cfg.w_render_satellite > 0 or cfg.w_render_street > 0
+    if render_slot and features and cfg.render_satellite_source == "drone":
         # the control: the same buildings, the same slot, real drone images in place of renders
         render_images = {b: list(buildings[b].drone) for b in sorted(features) if len(buildings[b].drone) >= 2}
         logger.info("render slot (control): a second real drone image of %d train buildings", len(render_images))
-    elif cfg.w_render_satellite > 0 and features:
+    elif render_slot and features:
         render_images = {b: views for b in sorted(features)
                          if (views := [v["color"] for scale in render_views(Path(renders) / b, tuple(cfg.scales))
                                        for v in scale if "color" in v])}
@@ -500,7 +501,8 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
 
         writer = SummaryWriter(str(out / "tb"), purge_step=start_epoch * steps_per_epoch)
     weights = LossWeights(cfg.w_street_satellite, cfg.w_street_3d, cfg.w_3d_satellite, cfg.ssl_weight,
-                          cfg.label_smoothing, cfg.ssl_3d_weight, cfg.w_drone_satellite, cfg.w_render_satellite)
+                          cfg.label_smoothing, cfg.ssl_3d_weight, cfg.w_drone_satellite, cfg.w_render_satellite,
+                          cfg.w_render_street)
     tools = StepTools(weights, scheduler, scaler, device, use_amp, amp_dtype, cfg.grad_clip, dd, writer,
                       cfg.w_geometry)
     aug = AugmentParams(cfg.image_size, tuple(cfg.street_crop_scale), color_jitter=cfg.color_jitter,

@@ -129,3 +129,8 @@ def test_render_satellite_pairs_use_their_own_rows_and_weight():
     expected = info_nce(emb["render"], emb["satellite"][rows], 10.0, 0.1)
     assert parts["render_satellite"] == pytest.approx(float(expected))
     assert float(on) == pytest.approx(float(base) + 0.5 * float(expected))
+    both, parts = skylink_loss(emb, 10.0, LossWeights(ssl=0.0, render_satellite=0.5, render_street=2.0),
+                               render_rows=rows)
+    to_street = info_nce(emb["render"], emb["street"][rows], 10.0, 0.1)
+    assert parts["render_street"] == pytest.approx(float(to_street))
+    assert float(both) == pytest.approx(float(on) + 2.0 * float(to_street))

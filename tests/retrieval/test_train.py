@@ -220,12 +220,14 @@ def test_geometric_targets_train_through_a_shared_layer(micro, tmp_path):
 
 def test_renders_through_the_trainable_encoder(micro, tmp_path):
     """With w_render_satellite a rendered colour view of each building with renders joins the batch
-    and is paired with its tile; the term is logged and falls."""
+    and is paired with its tile (and with w_render_street with its street photo); the terms are logged
+    and the render-satellite one falls."""
     tree, renders = micro
-    cfg = tiny_cfg(epochs=4, batch_size=6, samples_per_building=2, w_render_satellite=1.0, lr=3e-3)
+    cfg = tiny_cfg(epochs=4, batch_size=6, samples_per_building=2, w_render_satellite=1.0, w_render_street=0.5,
+                   lr=3e-3)
     train(tree, tmp_path, cfg, renders=renders, progress=False)
     hist = json.loads((tmp_path / "history.json").read_text())
-    assert hist[0]["loss_render_satellite"] > 0
+    assert hist[0]["loss_render_satellite"] > 0 and hist[0]["loss_render_street"] > 0
     assert hist[-1]["loss_render_satellite"] < hist[0]["loss_render_satellite"]
 
 
