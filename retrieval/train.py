@@ -444,25 +444,26 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
     if len(train_ids) < 2:
         raise ValueError(f"{data_root}: only {len(train_ids)} train building(s) after the validation split")
     features = _render_features(cfg, renders, train_ids, out, dd, device)
-    flown = set(features) if cfg.use_3d else set()
-    if cfg.w_drone_satellite > 0:   # drone-satellite pairs need flown buildings gathered in batches too
-        flown |= {b for b in train_ids if buildings[b].drone}
-    planner = _planner(cfg, data_root, train_ids, flown)
     geometry = None
     if cfg.w_geometry > 0 and features:
         geometry = geometry_targets(Path(renders), sorted(features), cfg.scales[0])
         logger.info("geometric targets (%s) for %d train buildings", ", ".join(GEOMETRY_NAMES), len(geometry))
     render_images = None
     render_slot = cfg.w_render_satellite > 0 or cfg.w_render_street > 0
-    if render_slot and features and cfg.render_satellite_source == "drone":
-        # the control: the same buildings, the same slot, real drone images in place of renders
-        render_images = {b: list(buildings[b].drone) for b in sorted(features) if len(buildings[b].drone) >= 2}
-        logger.info("render slot (control): a second real drone image of %d train buildings", len(render_images))
+    if render_slot and cfg.render_satellite_source == "drone":
+        # real drone images in place of renders (they need no 3D cache, so "without the 3D bridge" keeps them)
+        render_images = {b: list(buildings[b].drone) for b in train_ids if len(buildings[b].drone) >= 2}
+        logger.info("render slot: a second real drone image of %d train buildings", len(render_images))
     elif render_slot and features:
         render_images = {b: views for b in sorted(features)
                          if (views := [v["color"] for scale in render_views(Path(renders) / b, tuple(cfg.scales))
                                        for v in scale if "color" in v])}
         logger.info("renders through the encoder: colour views of %d train buildings", len(render_images))
+    flown = set(features) if cfg.use_3d else set()
+    if cfg.w_drone_satellite > 0:   # drone-satellite pairs need flown buildings gathered in batches too
+        flown |= {b for b in train_ids if buildings[b].drone}
+    flown |= set(render_images or ())   # as do the render slot's pairs
+    planner = _planner(cfg, data_root, train_ids, flown)
 
     run_key = _run_key(cfg, data_root, buildings, features, dd.world)
     resolved = dataclasses.asdict(cfg)
