@@ -33,7 +33,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "nodrone": ("without drone-satellite pairs", {"w_drone_satellite": 0.0}),
     "nohard": ("without hard negatives", {"neighbour_sampling": False, "similarity_sampling": False}),
     "nogeo": ("without geometric targets", {"w_geometry": 0.0}),
-    "norender": ("without renders through the encoder", {"w_render_satellite": 0.0}),
+    "norender": ("without the image slot (renders or a second drone image)",
+                 {"w_render_satellite": 0.0, "w_render_street": 0.0}),
+    "renders": ("renders in the image slot (instead of a second drone image)", {"render_satellite_source": "renders"}),
+    "drone2": ("a second drone image in the image slot (instead of renders)", {"render_satellite_source": "drone"}),
 }
 SHARED = ("data", "reconstruct", "render", "enhance")
 PER_RUN = ("train", "index", "evaluate")
