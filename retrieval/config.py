@@ -91,7 +91,8 @@ class TrainConfig:
     w_render_satellite: float = added_later(0.0)
     # what fills that slot: "renders", or "drone" - a second real drone image of the same building, other
     # than the drone pair's. The control for the renders: do they help through the 3D scene, or only as
-    # more drone-like views of each building?
+    # more drone-like views of each building? "drone+renders": renders there and a second drone image in
+    # a slot of its own beside them (what renders add to two real views)
     render_satellite_source: str = added_later("renders")
     # the same rendered view also paired with the building's street photo (InfoNCE): the street half of
     # the bridge through the trainable encoder, street -> render <- satellite; 0: off

@@ -33,6 +33,7 @@ class LossWeights:
     drone_satellite: float = 0.0      # drone-satellite pairs of the flown buildings
     render_satellite: float = 0.0     # rendered colour views (through the trainable encoder)-satellite pairs
     render_street: float = 0.0        # the same rendered views paired with the street photos of their rows
+    drone2_satellite: float = 0.0     # a second drone image of the flown buildings, paired with their tiles
 
     def ssl_term_weights(self) -> dict[str, float]:
         """Fixed weight of each self-supervised term: a batch without flown buildings drops the 3D
@@ -44,7 +45,8 @@ class LossWeights:
 def skylink_loss(emb: dict[str, torch.Tensor], scale: torch.Tensor, w: LossWeights,
                  has_3d: torch.Tensor | None = None,
                  drone_rows: torch.Tensor | None = None,
-                 render_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                 render_rows: torch.Tensor | None = None,
+                 drone2_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its parts.
 
     `emb` holds N x d embeddings: `street`, `satellite`, optionally `threed` (rows with `has_3d` true are
@@ -53,7 +55,8 @@ def skylink_loss(emb: dict[str, torch.Tensor], scale: torch.Tensor, w: LossWeigh
     weight (`LossWeights.ssl_term_weights`): street and satellite `w.ssl / 2` each, 3D `w.ssl_3d`.
     `drone` (K x d) holds drone images of the batch rows `drone_rows` (K >= 2), paired with their tiles;
     `render` (K x d) likewise rendered colour views of the rows `render_rows`, paired with their tiles
-    and, with `w.render_street`, with their street photos.
+    and, with `w.render_street`, with their street photos; `drone2` a second drone image of the rows
+    `drone2_rows`, in a term of its own (so two images of one building are never each other's negatives).
     """
     ls = w.label_smoothing
     parts: dict[str, torch.Tensor] = {"street_satellite": info_nce(emb["street"], emb["satellite"], scale, ls)}
@@ -68,7 +71,8 @@ def skylink_loss(emb: dict[str, torch.Tensor], scale: torch.Tensor, w: LossWeigh
             total = total + w.street_3d * parts["street_3d"] + w.sat_3d * parts["3d_satellite"]
         else:
             sel = None
-    for view, weight, rows in (("drone", w.drone_satellite, drone_rows), ("render", w.render_satellite, render_rows)):
+    for view, weight, rows in (("drone", w.drone_satellite, drone_rows), ("render", w.render_satellite, render_rows),
+                               ("drone2", w.drone2_satellite, drone2_rows)):
         if weight > 0 and view in emb and rows is not None and len(rows) >= 2:
             parts[f"{view}_satellite"] = info_nce(emb[view], emb["satellite"][rows], scale, ls)
             total = total + weight * parts[f"{view}_satellite"]

@@ -111,12 +111,18 @@ def resolve_config(cfg: TrainConfig, renders: Path | None, grem: Path | None) ->
         cfg.use_grem = False
     if cfg.head not in ("pafa", "gem"):
         raise ValueError(f"train.head must be 'pafa' or 'gem', got {cfg.head!r}")
-    if cfg.render_satellite_source not in ("renders", "drone"):
-        raise ValueError(f"train.render_satellite_source must be 'renders' or 'drone', "
+    if cfg.render_satellite_source not in ("renders", "drone", "drone+renders"):
+        raise ValueError(f"train.render_satellite_source must be 'renders', 'drone' or 'drone+renders', "
                          f"got {cfg.render_satellite_source!r}")
     if cfg.batch_size < 2:
         raise ValueError(f"train.batch_size must be >= 2 for contrastive training, got {cfg.batch_size}")
     return cfg
+
+
+def second_drone_weight(cfg: TrainConfig) -> float:
+    """Weight of the second-drone-image slot: "drone+renders" adds it beside the renders, with their weight
+    (does a 3D render add anything to two real drone images of the building?)."""
+    return cfg.w_render_satellite if cfg.render_satellite_source == "drone+renders" else 0.0
 
 
 def seed_everything(seed: int) -> None:
@@ -327,7 +333,7 @@ def train_one_epoch(model: torch.nn.Module, loader: Any, optimizer: torch.optim.
     for step, batch in enumerate(bar):
         two_views = "street2" in batch
         views = ["street", "satellite"] + (["street2", "satellite2"] if two_views else []) + (
-            ["drone"] if "drone" in batch else []) + (["render"] if "render" in batch else [])
+            ["drone"] if "drone" in batch else []) + [v for v in ("render", "drone2") if v in batch]
         # uint8 pixels go to the device as they are: the backbone normalises them (its own mean/std)
         images = [batch[v].to(tools.device, non_blocking=True) for v in views]
         feats = mask = None
@@ -349,9 +355,9 @@ def train_one_epoch(model: torch.nn.Module, loader: Any, optimizer: torch.optim.
             if two_views:
                 emb["threed2"] = parts3d[1]
             has_3d = batch["has_3d"].to(tools.device)
-        drone_rows, render_rows = (batch[f"{v}_rows"].to(tools.device) if f"{v}_rows" in batch else None
-                                   for v in ("drone", "render"))
-        loss, parts = skylink_loss(emb, scale.float(), tools.weights, has_3d, drone_rows, render_rows)
+        drone_rows, render_rows, drone2_rows = (batch[f"{v}_rows"].to(tools.device) if f"{v}_rows" in batch
+                                                else None for v in ("drone", "render", "drone2"))
+        loss, parts = skylink_loss(emb, scale.float(), tools.weights, has_3d, drone_rows, render_rows, drone2_rows)
         if "geometry" in batch and base.geometry_head is not None:
             target = batch["geometry"].to(tools.device)
             rows = batch["has_geometry"].to(tools.device)
@@ -454,7 +460,7 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
         # real drone images in place of renders (they need no 3D cache, so "without the 3D bridge" keeps them)
         render_images = {b: list(buildings[b].drone) for b in train_ids if len(buildings[b].drone) >= 2}
         logger.info("render slot: a second real drone image of %d train buildings", len(render_images))
-    elif render_slot and features:
+    elif render_slot and features:   # "renders", or "drone+renders": renders here, a drone image beside
         render_images = {b: views for b in sorted(features)
                          if (views := [v["color"] for scale in render_views(Path(renders) / b, tuple(cfg.scales))
                                        for v in scale if "color" in v])}
@@ -503,7 +509,7 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
         writer = SummaryWriter(str(out / "tb"), purge_step=start_epoch * steps_per_epoch)
     weights = LossWeights(cfg.w_street_satellite, cfg.w_street_3d, cfg.w_3d_satellite, cfg.ssl_weight,
                           cfg.label_smoothing, cfg.ssl_3d_weight, cfg.w_drone_satellite, cfg.w_render_satellite,
-                          cfg.w_render_street)
+                          cfg.w_render_street, second_drone_weight(cfg))
     tools = StepTools(weights, scheduler, scaler, device, use_amp, amp_dtype, cfg.grad_clip, dd, writer,
                       cfg.w_geometry)
     aug = AugmentParams(cfg.image_size, tuple(cfg.street_crop_scale), color_jitter=cfg.color_jitter,
@@ -526,7 +532,7 @@ def _train(data_root: Path, out: Path, cfg: TrainConfig, *, renders: Path | None
                             n_modalities=len(cfg.render_modalities), feature_dim=cfg.render_feature_dim,
                             view_dropout=cfg.view_dropout, image_cache=cache,
                             drone_pairs=cfg.w_drone_satellite > 0, geometry=geometry,
-                            render_images=render_images)
+                            render_images=render_images, second_drone=second_drone_weight(cfg) > 0)
         loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=cfg.num_workers)
         try:
             record, global_step = train_one_epoch(model, loader, optimizer, tools, epoch=epoch, epochs=cfg.epochs,

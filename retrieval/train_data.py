@@ -269,7 +269,7 @@ class TrainBatches(torch.utils.data.Dataset):
                  features: dict[str, Path] | None, n_scales: int, n_modalities: int, feature_dim: int,
                  view_dropout: float, image_cache: "ImageCache", drone_pairs: bool = False,
                  geometry: dict[str, np.ndarray] | None = None,
-                 render_images: dict[str, list[Path]] | None = None):
+                 render_images: dict[str, list[Path]] | None = None, second_drone: bool = False):
         self.buildings, self.batches, self.epoch, self.seed = buildings, batches, epoch, seed
         self.spb, self.aug, self.two_views = samples_per_building, aug, two_views
         self.features = features
@@ -279,6 +279,7 @@ class TrainBatches(torch.utils.data.Dataset):
         self.drone_pairs = drone_pairs
         self.geometry = geometry
         self.render_images = render_images or {}
+        self.second_drone = second_drone   # a second drone image per flown building, in a slot of its own
         self._feat_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
@@ -301,7 +302,7 @@ class TrainBatches(torch.utils.data.Dataset):
         batch = self.batches[i]
         streets, sats, streets2, sats2 = [], [], [], []
         td_feats, td_masks, td_masks2, has_3d = [], [], [], []
-        drones, drone_rows, renders, render_rows = [], [], [], []
+        drones, drone_rows, renders, render_rows, drones2, drone2_rows = [], [], [], [], [], []
         max_views = 1
         for slot, (bid, rnd) in enumerate(batch):
             rng = np.random.default_rng([self.seed, self.epoch, i, slot, 5])
@@ -324,6 +325,10 @@ class TrainBatches(torch.utils.data.Dataset):
                 views = [v for v in self.render_images[bid] if v != drone] or self.render_images[bid]
                 renders.append(augment_street(self.cache.get(views[int(rng.integers(len(views)))]), self.aug, rng))
                 render_rows.append(slot)
+            if self.second_drone and drone is not None and len(b.drone) >= 2:
+                others = [p for p in b.drone if p != drone]
+                drones2.append(augment_street(self.cache.get(others[int(rng.integers(len(others)))]), self.aug, rng))
+                drone2_rows.append(slot)
             f = self._features(bid)
             if f is not None:
                 feats, mask = f
@@ -349,6 +354,8 @@ class TrainBatches(torch.utils.data.Dataset):
             out["drone"], out["drone_rows"] = stack(drones), torch.tensor(drone_rows, dtype=torch.long)
         if len(renders) >= 2:
             out["render"], out["render_rows"] = stack(renders), torch.tensor(render_rows, dtype=torch.long)
+        if len(drones2) >= 2:
+            out["drone2"], out["drone2_rows"] = stack(drones2), torch.tensor(drone2_rows, dtype=torch.long)
         if self.geometry:
             ids = [bid for bid, _ in batch]
             k = len(next(iter(self.geometry.values())))

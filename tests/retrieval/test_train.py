@@ -264,6 +264,11 @@ def test_drone_control_fills_the_render_slot_with_another_drone_image(tmp_path):
         pairs += [(fetched[k + 2], fetched[k + 3]) for k in range(0, len(fetched), 4)]
     assert all(d != r and d.parent == r.parent for d, r in pairs)
     assert len({r.name for _, r in pairs}) == 3      # every drone image serves the slot
+    # "drone+renders": renders in the slot and a second drone image in a term of its own beside them
+    both = dataclasses.replace(cfg, render_satellite_source="drone+renders", epochs=1)
+    train(tree, tmp_path / "both", both, renders=renders, progress=False)
+    parts = json.loads((tmp_path / "both" / "history.json").read_text())[0]
+    assert parts["loss_render_satellite"] > 0 and parts["loss_drone2_satellite"] > 0
     with pytest.raises(ValueError, match="render_satellite_source"):
         train(tree, tmp_path / "bad", tiny_cfg(render_satellite_source="google"), renders=renders, progress=False)
 
