@@ -292,6 +292,8 @@ RULES: dict[str, Rule] = {
     "train.w_3d_satellite": number(0),
     "train.w_geometry": number(0),
     "train.w_render_satellite": number(0),
+    "train.render_satellite_source": choice("renders", "drone", "drone+renders"),
+    "train.w_render_street": number(0),
     "train.ssl_weight": number(0),
     "train.ssl_3d_weight": optional(number(0)),
     "train.flown_per_batch": integer(0),
