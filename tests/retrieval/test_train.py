@@ -16,11 +16,11 @@ import pytest
 import torch
 
 import retrieval.train as train_mod
+from retrieval.augment import AugmentParams
 from retrieval.config import TrainConfig
 from retrieval.model import SkyLinkModel, load_checkpoint
 from retrieval.sampling import plan_batches
 from retrieval.train import NonFiniteLossError, train
-from retrieval.augment import AugmentParams
 from retrieval.train_data import (Building, ImageCache, TrainBatches, collect_buildings, limit_buildings, render_views,
                                   split_validation)
 
