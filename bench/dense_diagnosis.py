@@ -69,6 +69,10 @@ EXPERIMENTS: dict[str, dict] = {
     "min_consistent2": {"poses": "sfm", "cfg": {"mvs_min_consistent": 2}},
     "geo_tol2x": {"poses": "sfm", "mvs": {"geo_pixel_error": 2.0, "geo_depth_error": 0.008}},
     "depth384": {"poses": "sfm", "cfg": {"mvs_max_image_size": 384}},
+    # fine-level refinement: fewer, wider rounds (on the tiny building, each narrower round cost accuracy)
+    "refine1_p7": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 1, "mvs_refine_planes": 7}},
+    "refine1_p11": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 1, "mvs_refine_planes": 11}},
+    "refine2_p5": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 2, "mvs_refine_planes": 5}},
     # fusion on SfM poses
     "voxel0.002": {"poses": "sfm", "cfg": {"dense_voxel_size": 0.002}},
     "voxel0.008": {"poses": "sfm", "cfg": {"dense_voxel_size": 0.008}},

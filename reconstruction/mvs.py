@@ -31,8 +31,8 @@ class MVSOptions:
     max_image_size: int = 256       # longest side of the fine level (pixels)
     n_planes: int = 32              # inverse-depth planes of the coarse sweep
     coarse_factor: int = 2          # coarse level = fine / this (1: a single level)
-    refine_planes: int = 5          # hypotheses per refinement round at the fine level (0: no fine sweep)
-    refine_rounds: int = 3          # refinement rounds, each over +-1 step of the previous one
+    refine_planes: int = 11         # hypotheses per refinement round at the fine level (0: no fine sweep)
+    refine_rounds: int = 1          # refinement rounds, each over +-1 step of the previous one
     n_sources: int = 3              # co-visible source images per reference image
     top_k: int = 2                  # the best k source scores are averaged (occlusion robust)
     window: int = 7                 # ZNCC window side (pixels, odd)
@@ -335,7 +335,8 @@ def estimate_depth(ref: View, views: list[View], opts: MVSOptions, device: torch
     inv_f = inv_c
     if opts.refine_planes > 0 and opts.refine_rounds > 0:
         # Fine level: each round sweeps `refine_planes` hypotheses over +-1 step of the previous
-        # round around its estimate, then shrinks the step; depth precision grows geometrically.
+        # round around its estimate, then shrinks the step. One round is the default: every
+        # narrower round moved the depths further from the true surface (README, "Dense clouds").
         step = (hi - lo) / max(opts.n_planes - 1, 1)
         inv_f = F.interpolate(inv_c[None, None], size=(H, W), mode="bilinear", align_corners=False)[0, 0]
         P = max(opts.refine_planes, 3)
