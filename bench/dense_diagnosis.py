@@ -73,6 +73,8 @@ EXPERIMENTS: dict[str, dict] = {
     "refine1_p7": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 1, "mvs_refine_planes": 7}},
     "refine1_p11": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 1, "mvs_refine_planes": 11}},
     "refine2_p5": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 2, "mvs_refine_planes": 5}},
+    "refine1_p11_planes48": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 1, "mvs_refine_planes": 11, "mvs_planes": 48}},
+    "refine1_p11_planes64": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 1, "mvs_refine_planes": 11, "mvs_planes": 64}},
     # fusion on SfM poses
     "voxel0.002": {"poses": "sfm", "cfg": {"dense_voxel_size": 0.002}},
     "voxel0.008": {"poses": "sfm", "cfg": {"dense_voxel_size": 0.008}},
