@@ -69,12 +69,16 @@ EXPERIMENTS: dict[str, dict] = {
     "min_consistent2": {"poses": "sfm", "cfg": {"mvs_min_consistent": 2}},
     "geo_tol2x": {"poses": "sfm", "mvs": {"geo_pixel_error": 2.0, "geo_depth_error": 0.008}},
     "depth384": {"poses": "sfm", "cfg": {"mvs_max_image_size": 384}},
-    # fine-level refinement: fewer, wider rounds (on the tiny building, each narrower round cost accuracy)
-    "refine1_p7": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 1, "mvs_refine_planes": 7}},
-    "refine1_p11": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 1, "mvs_refine_planes": 11}},
-    "refine2_p5": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 2, "mvs_refine_planes": 5}},
-    "refine1_p11_planes48": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 1, "mvs_refine_planes": 11, "mvs_planes": 48}},
-    "refine1_p11_planes64": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 1, "mvs_refine_planes": 11, "mvs_planes": 64}},
+    # fine-level refinement (session 12): fewer, wider rounds centred on the raw estimate, then rounds
+    # centred on the previous estimate's k x k mean (mvs_refine_smooth; 1 = the raw estimate)
+    "refine1_p7": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 1, "mvs_refine_planes": 7, "mvs_refine_smooth": 1}},
+    "refine1_p11": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 1, "mvs_refine_planes": 11, "mvs_refine_smooth": 1}},
+    "refine2_p5": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 2, "mvs_refine_planes": 5, "mvs_refine_smooth": 1}},
+    "refine1_p11_planes48": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 1, "mvs_refine_planes": 11, "mvs_planes": 48,
+                                                     "mvs_refine_smooth": 1}},
+    "refine2_p11_smooth5": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 2, "mvs_refine_planes": 11, "mvs_refine_smooth": 5}},
+    "refine3_p11_smooth5": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 3, "mvs_refine_planes": 11, "mvs_refine_smooth": 5}},
+    "refine3_p5_smooth5": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 3, "mvs_refine_planes": 5, "mvs_refine_smooth": 5}},
     # fusion on SfM poses
     "voxel0.002": {"poses": "sfm", "cfg": {"dense_voxel_size": 0.002}},
     "voxel0.008": {"poses": "sfm", "cfg": {"dense_voxel_size": 0.008}},
@@ -212,7 +216,8 @@ def run_one(bid: str, spec: dict, world: Path, scene: SceneMesh, scratch: Path) 
     meta = drone_meta(root, bid, images)
     gt = meta.ground_truth
     manifest = json.loads((world / "reconstruct" / "manifest.json").read_text())
-    base = ReconstructConfig(**manifest["config"]["reconstruct"])
+    # a cache built before mvs_refine_smooth existed centred every round on the raw estimate
+    base = ReconstructConfig(**({"mvs_refine_smooth": 1} | manifest["config"]["reconstruct"]))
     base = dataclasses.replace(base, num_threads=1, dense="torch", mvs_device="cpu")
     poses = spec["poses"]
     sfm_seconds = None

@@ -211,6 +211,7 @@ RULES: dict[str, Rule] = {
     "reconstruct.mvs_coarse_factor": integer(1),
     "reconstruct.mvs_refine_planes": integer(0),
     "reconstruct.mvs_refine_rounds": integer(0),
+    "reconstruct.mvs_refine_smooth": odd(integer(1)),
     "reconstruct.mvs_sources": integer(1),
     "reconstruct.mvs_window": odd(integer(3)),
     "reconstruct.mvs_min_score": number(-1, 1),

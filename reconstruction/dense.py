@@ -67,6 +67,7 @@ def mvs_options(cfg: ReconstructConfig) -> MVSOptions:
     return MVSOptions(max_image_size=cfg.mvs_max_image_size, n_planes=cfg.mvs_planes, n_sources=cfg.mvs_sources,
                       window=cfg.mvs_window, min_score=cfg.mvs_min_score, min_consistent=cfg.mvs_min_consistent,
                       refine_planes=cfg.mvs_refine_planes, refine_rounds=cfg.mvs_refine_rounds,
+                      refine_smooth=cfg.mvs_refine_smooth,
                       coarse_factor=cfg.mvs_coarse_factor,
                       geo_views=cfg.mvs_geo_views, geo_pixel_error=cfg.mvs_geo_pixel_error,
                       geo_depth_error=cfg.mvs_geo_depth_error, device=cfg.mvs_device)

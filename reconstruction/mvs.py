@@ -31,8 +31,9 @@ class MVSOptions:
     max_image_size: int = 256       # longest side of the fine level (pixels)
     n_planes: int = 32              # inverse-depth planes of the coarse sweep
     coarse_factor: int = 2          # coarse level = fine / this (1: a single level)
-    refine_planes: int = 11         # hypotheses per refinement round at the fine level (0: no fine sweep)
-    refine_rounds: int = 1          # refinement rounds, each over +-1 step of the previous one
+    refine_planes: int = 5          # hypotheses per refinement round at the fine level (0: no fine sweep)
+    refine_rounds: int = 3          # refinement rounds, each over +-1 step of the previous one
+    refine_smooth: int = 5          # later rounds centre on the previous estimate's k x k mean (1: on itself)
     n_sources: int = 3              # co-visible source images per reference image
     top_k: int = 2                  # the best k source scores are averaged (occlusion robust)
     window: int = 7                 # ZNCC window side (pixels, odd)
@@ -335,14 +336,20 @@ def estimate_depth(ref: View, views: list[View], opts: MVSOptions, device: torch
     inv_f = inv_c
     if opts.refine_planes > 0 and opts.refine_rounds > 0:
         # Fine level: each round sweeps `refine_planes` hypotheses over +-1 step of the previous
-        # round around its estimate, then shrinks the step. One round is the default: every
-        # narrower round moved the depths further from the true surface (README, "Dense clouds").
+        # round, then shrinks the step. The window of a pixel is warped at its neighbours' own
+        # hypotheses, so a round centred on the previous round's raw estimate follows that
+        # estimate's per-pixel noise; centred on its local mean (`refine_smooth`) the window
+        # follows the surface, and each round then gains (README, "Refinement rounds").
         step = (hi - lo) / max(opts.n_planes - 1, 1)
         inv_f = F.interpolate(inv_c[None, None], size=(H, W), mode="bilinear", align_corners=False)[0, 0]
         P = max(opts.refine_planes, 3)
-        for _ in range(opts.refine_rounds):
+        for r in range(opts.refine_rounds):
             offs = torch.linspace(-1.0, 1.0, P, device=device) * step
-            inv = (inv_f[None] + offs[:, None, None]).clamp(min=lo * 0.5)
+            centre = inv_f
+            if r > 0 and opts.refine_smooth > 1:
+                k = opts.refine_smooth | 1   # odd: the mean keeps the map's size
+                centre = F.avg_pool2d(inv_f[None, None], k, stride=1, padding=k // 2, count_include_pad=False)[0, 0]
+            inv = (centre[None] + offs[:, None, None]).clamp(min=lo * 0.5)
             inv_f, score = _winner(inv, sweep(ref, srcs, inv, (W, H), opts, device))
             step = step * 2.0 / (P - 1)
     depth = (1.0 / inv_f.clamp(min=1e-9)).cpu().numpy().astype(np.float32)

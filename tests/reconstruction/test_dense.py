@@ -102,21 +102,43 @@ def mvs_result(building):
     return opts, run_mvs(rec, drone, opts)
 
 
+def depth_errors(views, maps, scene, min_consistent: int) -> tuple[np.ndarray, float]:
+    """Relative depth errors of the kept pixels against the mesh, and the median share kept per map."""
+    errs, kept = [], []
+    for v, m in zip(views, maps):
+        g = gt_depth(scene, v.K, v.cam_from_world, v.rgb.shape[1], v.rgb.shape[0])
+        ok = kept_mask(m, min_consistent) & (g > 0)
+        kept.append(ok.mean())
+        errs.append(np.abs(m.depth[ok] - g[ok]) / g[ok])
+    return np.concatenate(errs), float(np.median(kept))
+
+
 def test_depth_maps_match_ground_truth(mvs_result, building):
     opts, (views, maps, _) = mvs_result
     scene = building[4]
     assert len(views) == len(IMAGES)
-    errs, kept = [], []
-    for v, m in zip(views, maps):
-        g = gt_depth(scene, v.K, v.cam_from_world, v.rgb.shape[1], v.rgb.shape[0])
-        ok = kept_mask(m, opts.min_consistent) & (g > 0)
-        kept.append(ok.mean())
-        errs.append(np.abs(m.depth[ok] - g[ok]) / g[ok])
-    err = np.concatenate(errs)
-    assert np.median(kept) > 0.3, kept               # most of each image gets a checked depth
+    err, kept = depth_errors(views, maps, scene, opts.min_consistent)
+    assert kept > 0.3, kept                          # most of each image gets a checked depth
     # relative depth error at 128 px (at 60 m, 1% is about 2% of the building's size)
     assert np.median(err) < 0.01, np.median(err)
     assert (err < 0.03).mean() > 0.8, (err < 0.03).mean()  # the rest: occlusion edges, trees
+
+
+def test_later_rounds_centre_on_the_local_mean(mvs_result, building):
+    """A pixel's window is warped at its neighbours' own hypotheses, so a refinement round centred on
+    the previous round's raw estimate (refine_smooth 1, the code before) follows that estimate's
+    per-pixel noise; centred on its local mean the depths come out sharper and more of them agree."""
+    opts, (views, maps, _) = mvs_result
+    rec, drone, *_ = building
+    scene = building[4]
+    assert opts.refine_rounds > 1 and opts.refine_smooth > 1
+    err, kept = depth_errors(views, maps, scene, opts.min_consistent)
+    _, raw_maps, _ = run_mvs(rec, drone, dataclasses.replace(opts, refine_smooth=1))
+    raw_err, raw_kept = depth_errors(views, raw_maps, scene, opts.min_consistent)
+    # measured: median 0.49% against 0.62%, 38% kept against 31% (the same three rounds of 5 on the raw estimate)
+    assert np.median(err) < 0.9 * np.median(raw_err), (np.median(err), np.median(raw_err))
+    assert kept > raw_kept + 0.02, (kept, raw_kept)
+    assert np.median(err) < 0.0055 and kept > 0.35, (np.median(err), kept)
 
 
 def test_fusion_drops_inconsistent_points(mvs_result):
