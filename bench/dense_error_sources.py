@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import open3d as o3d
 import pycolmap
 import torch
 import yaml
@@ -35,7 +34,7 @@ from reconstruction.dense import mvs_options  # noqa: E402
 from reconstruction.fusion import kept_mask  # noqa: E402
 from reconstruction.meta import building_size  # noqa: E402
 from reconstruction.mvs import run_mvs  # noqa: E402
-from reconstruction.quality import read_scene_mesh  # noqa: E402
+from reconstruction.quality import SceneMesh  # noqa: E402
 from reconstruction.scene import reconstruct_scene  # noqa: E402
 
 OBJECTS = {-1: "ground", -2: "trees", -3: "cars"}
@@ -68,10 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         views, maps, points = run_mvs(rec, images, opts)
     seconds = time.perf_counter() - t
 
-    tris, obj = read_scene_mesh(folder / "scene.ply")
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(tris.reshape(-1, 3).astype(np.float32)),
-                        o3d.core.Tensor(np.arange(len(tris) * 3, dtype=np.uint32).reshape(-1, 3)))
+    mesh = SceneMesh(folder / "scene.ply")
+    tris, obj = mesh.tris, mesh.obj
     normal = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
     normal /= np.linalg.norm(normal, axis=1, keepdims=True) + 1e-12
     P, C = [], []
@@ -80,9 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         P.append(p[ok].astype(np.float64))
         C.append(np.repeat(v.centre[None], int(ok.sum()), 0))
     P, C = np.concatenate(P), np.concatenate(C)
-    hit = scene.compute_closest_points(o3d.core.Tensor(P.astype(np.float32)))
-    face = hit["primitive_ids"].numpy()
-    d = np.linalg.norm(P - hit["points"].numpy(), axis=1) / size
+    closest, face = mesh.closest(P)
+    d = np.linalg.norm(P - closest, axis=1) / size
     ray = (P - C) / np.linalg.norm(P - C, axis=1, keepdims=True)
     n = normal[face]
     cos = np.abs(np.sum(n * ray, axis=1))

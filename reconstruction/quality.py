@@ -64,16 +64,24 @@ class SceneMesh:
             raise ValueError(f"{path}: no triangles in the ground-truth mesh")
         self._scene = None
 
-    def distances(self, points: np.ndarray) -> np.ndarray:
-        """Unsigned distance of each point to the mesh (open3d RaycastingScene)."""
-        if not len(points):
-            return np.zeros(0)
+    def _raycasting(self) -> o3d.t.geometry.RaycastingScene:
         if self._scene is None:
             self._scene = o3d.t.geometry.RaycastingScene()
             self._scene.add_triangles(
                 o3d.core.Tensor(self.tris.reshape(-1, 3).astype(np.float32)),
                 o3d.core.Tensor(np.arange(len(self.tris) * 3, dtype=np.uint32).reshape(-1, 3)))
-        return self._scene.compute_distance(o3d.core.Tensor(np.asarray(points, dtype=np.float32))).numpy()
+        return self._scene
+
+    def distances(self, points: np.ndarray) -> np.ndarray:
+        """Unsigned distance of each point to the mesh (open3d RaycastingScene)."""
+        if not len(points):
+            return np.zeros(0)
+        return self._raycasting().compute_distance(o3d.core.Tensor(np.asarray(points, dtype=np.float32))).numpy()
+
+    def closest(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The closest point on the mesh to each point, and the index of its triangle."""
+        hit = self._raycasting().compute_closest_points(o3d.core.Tensor(np.asarray(points, dtype=np.float32)))
+        return hit["points"].numpy(), hit["primitive_ids"].numpy().astype(np.int64)
 
 
 def evaluate_against_ground_truth(rec: pycolmap.Reconstruction, gt: dict, clouds: dict[int, np.ndarray],
