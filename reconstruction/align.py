@@ -99,7 +99,7 @@ def align_to_priors(rec: pycolmap.Reconstruction, priors: dict[str, np.ndarray],
     )
 
 
-def _rotation_to_z(up: np.ndarray) -> np.ndarray:
+def rotation_to_z(up: np.ndarray) -> np.ndarray:
     """The smallest rotation taking unit vector `up` to +z."""
     z = np.array([0.0, 0.0, 1.0])
     v = np.cross(up, z)
@@ -150,7 +150,7 @@ def align_by_orbit(rec: pycolmap.Reconstruction) -> Alignment:
     centres = np.stack(list(camera_centres(rec).values()))
     pts = np.array([p.xyz for p in rec.points3D.values()]) if rec.num_points3D() else centres
     up, how = estimate_up(rec)
-    R = _rotation_to_z(up)
+    R = rotation_to_z(up)
     c_rot = centres @ R.T
     radius = orbit_radius(c_rot)
     if radius <= 1e-9:  # all cameras on the axis (e.g. a nadir stack): use their spread instead

@@ -41,6 +41,11 @@ class ReconstructConfig:
     # points. On both validation worlds every image came back (432 of 432 each, none misplaced), paired
     # against the checked model: completeness +1.6 / +1.5 points, accuracy -1.1 [-3.1, +0.1] / 0.0 (README)
     mapper_reregister: bool = True
+    # the drone takes its images in order around the building: a camera whose bearing about the orbit
+    # axis breaks that order sits at a mirror position (reconstruction/flight.py). The check decides
+    # between the two mappers where the cross-check finds the global model broken, and drops the kept
+    # model's cameras that break the order. A plain field: caches built without it rebuild (README)
+    flight_order_check: bool = True
     camera_mode: str = "single"      # single (shared intrinsics) | per_image
     camera_model: str = "SIMPLE_RADIAL"  # used when intrinsics are unknown
     use_known_intrinsics: bool = True

@@ -42,6 +42,8 @@ class MapperCheck:
     # sfm._reregister: dropped images registered again into the checked model, and images neither had
     reregistered: list[str] = field(default_factory=list)
     added: list[str] = field(default_factory=list)
+    # models that disagree too much: per mapper, the cameras that follow the flight's order
+    flight_consistent: dict[str, int] = field(default_factory=dict)
 
     @property
     def agreement(self) -> float | None:
@@ -50,7 +52,8 @@ class MapperCheck:
     def to_dict(self) -> dict:
         return {"kept": self.kept, "reason": self.reason, "common": self.common, "agreeing": self.agreeing,
                 "agreement": self.agreement, "dropped": self.dropped, "registered": self.registered,
-                "reregistered": self.reregistered, "added": self.added}
+                "reregistered": self.reregistered, "added": self.added,
+                **({"flight_consistent": self.flight_consistent} if self.flight_consistent else {})}
 
 
 def scene_scale(centres: np.ndarray) -> float:
@@ -88,9 +91,14 @@ def drop_images(rec: pycolmap.Reconstruction, names: list[str]) -> None:
 
 
 def cross_check(global_rec: pycolmap.Reconstruction | None, incremental_rec: pycolmap.Reconstruction | None,
-                tol: float = 0.05, min_agreement: float = 0.7,
-                seed: int = 0) -> tuple[pycolmap.Reconstruction, MapperCheck]:
-    """Keep the global model where the incremental one confirms it (module docstring); returns it and why."""
+                tol: float = 0.05, min_agreement: float = 0.7, seed: int = 0,
+                flight: list[str] | None = None) -> tuple[pycolmap.Reconstruction, MapperCheck]:
+    """Keep the global model where the incremental one confirms it (module docstring); returns it and why.
+
+    With the images' flight order (`flight`, every image name in the order taken), two models that
+    disagree too much are told apart by it: the global model is kept when more of its cameras follow
+    the flight's order (reconstruction/flight.py) than the incremental model's.
+    """
     registered = {name: int(r.num_reg_images()) for name, r in (("global", global_rec), ("incremental", incremental_rec))
                   if r is not None}
     if global_rec is None and incremental_rec is None:
@@ -108,9 +116,21 @@ def cross_check(global_rec: pycolmap.Reconstruction | None, incremental_rec: pyc
     disputed = sorted(n for n, d in dist.items() if d > tol)
     check = MapperCheck("global", "", common=len(dist), agreeing=len(dist) - len(disputed), registered=registered)
     if check.agreement < min_agreement:
+        why = f"only {check.agreeing} of {check.common} cameras agree (< {min_agreement:.0%})"
+        if flight:
+            from reconstruction.flight import flight_order
+
+            follow = {name: len(flight_order(r, flight).consistent)
+                      for name, r in (("global", global_rec), ("incremental", incremental_rec))}
+            check.flight_consistent = follow
+            if follow["global"] > follow["incremental"]:
+                check.reason = (f"{why}; the global model is kept: {follow['global']} of its cameras follow the "
+                                f"flight's order against {follow['incremental']} of the incremental model's")
+                return global_rec, check
+            why += (f"; {follow['incremental']} of the incremental model's cameras follow the flight's order "
+                    f"against {follow['global']} of the global model's")
         check.kept = "incremental"
-        check.reason = (f"the global model is broken: only {check.agreeing} of {check.common} cameras agree with "
-                        f"the incremental model (< {min_agreement:.0%})")
+        check.reason = f"the global model is broken: {why}"
         return incremental_rec, check
     drop_images(global_rec, disputed)
     check.dropped = disputed

@@ -83,7 +83,7 @@ def reconstruct_scene(images: Path, out: Path, cfg: ReconstructConfig, *,
         priors, prior_source, prior_extra = _pick_priors(images, names, cfg, position_priors)
         focals = {} if intrinsics else _exif_focals(images, names, cfg)
         sfm = run_sfm(scratch, names, Path(tmp) / "work", cfg, intrinsics=intrinsics, priors=priors or None,
-                      focal_priors=focals or None)
+                      focal_priors=focals or None, flight=all_names)
     rec = sfm.reconstruction
     registered = rec.num_reg_images()
     ratio = registered / len(all_names)
@@ -152,6 +152,7 @@ def reconstruct_scene(images: Path, out: Path, cfg: ReconstructConfig, *,
         "matcher": sfm.matcher,
         "mapper": sfm.mapper,
         **({"mapper_check": sfm.mapper_check.to_dict()} if sfm.mapper_check else {}),
+        **({"flight_order": sfm.flight_order.to_dict()} if sfm.flight_order else {}),
         "verified_pairs": sfm.n_pairs,
         "models": sfm.n_models,
         "known_intrinsics": sfm.known_intrinsics,

@@ -13,7 +13,8 @@ import numpy as np
 import pycolmap
 
 from reconstruction.config import ReconstructConfig
-from reconstruction.crosscheck import MapperCheck, cross_check
+from reconstruction.crosscheck import MapperCheck, cross_check, drop_images
+from reconstruction.flight import FlightOrder, flight_order
 from reconstruction.pairs import database_descriptors, retrieval_pairs, sequential_pairs, vlad_descriptors, write_pairs
 
 logger = logging.getLogger("skylink")
@@ -38,6 +39,7 @@ class SfMResult:
     known_intrinsics: bool = False
     focal_prior: float | None = None   # pixels, from EXIF: the initial focal length (refined by BA)
     mapper_check: MapperCheck | None = None  # mapper global_checked: what the cross-check decided
+    flight_order: FlightOrder | None = None  # reconstruct.flight_order_check: the kept model's cameras against the flight
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -283,9 +285,12 @@ def _reregister(database: Path, image_dir: Path, models_dir: Path, rec: pycolmap
     return cont
 
 
-def map_scene(database: Path, image_dir: Path, work: Path, cfg: ReconstructConfig,
-              known_intrinsics: bool) -> tuple[pycolmap.Reconstruction, int, MapperCheck | None]:
-    """Run the mapper(s); return the model kept, the number of models found and the cross-check's record."""
+def map_scene(database: Path, image_dir: Path, work: Path, cfg: ReconstructConfig, known_intrinsics: bool,
+              flight: list[str] | None = None) -> tuple[pycolmap.Reconstruction, int, MapperCheck | None]:
+    """Run the mapper(s); return the model kept, the number of models found and the cross-check's record.
+
+    `flight` (image names in the order taken) lets the cross-check tell two disagreeing models apart.
+    """
     if cfg.mapper not in MAPPERS:
         raise ValueError(f"reconstruct.mapper: {cfg.mapper!r} is not one of {MAPPERS}")
     models_dir = work / "models"
@@ -298,7 +303,7 @@ def map_scene(database: Path, image_dir: Path, work: Path, cfg: ReconstructConfi
         models = found[cfg.mapper]
         return _largest(models), len(models), None
     rec, check = cross_check(_largest(found["global"]), _largest(found["incremental"]),
-                             cfg.mapper_check_tol, cfg.mapper_min_agreement, cfg.seed)
+                             cfg.mapper_check_tol, cfg.mapper_min_agreement, cfg.seed, flight)
     if check.kept == "global" and check.dropped and cfg.mapper_reregister:
         rec = _reregister(database, image_dir, models_dir, rec, cfg, check)
     if check.kept == "incremental" or check.dropped:
@@ -306,11 +311,26 @@ def map_scene(database: Path, image_dir: Path, work: Path, cfg: ReconstructConfi
     return rec, len(found[check.kept]), check
 
 
+def check_flight_order(rec: pycolmap.Reconstruction, flight: list[str]) -> FlightOrder:
+    """Drop the cameras whose bearing breaks the flight's order (reconstruction/flight.py) from `rec`."""
+    order = flight_order(rec, flight)
+    if order.applies and order.off and rec.num_reg_images() - len(order.off) >= 3:
+        drop_images(rec, order.off)
+        order.dropped = list(order.off)
+        logger.info("%d cameras break the flight's order (%s); dropped them", len(order.off), ", ".join(order.off))
+    return order
+
+
 def run_sfm(image_dir: Path, names: list[str], work: Path, cfg: ReconstructConfig, *,
             intrinsics: dict[str, np.ndarray] | None = None,
             priors: dict[str, np.ndarray] | None = None,
-            focal_priors: dict[str, float] | None = None) -> SfMResult:
-    """Extract, match and map the named images of `image_dir`, with scratch files in `work`."""
+            focal_priors: dict[str, float] | None = None,
+            flight: list[str] | None = None) -> SfMResult:
+    """Extract, match and map the named images of `image_dir`, with scratch files in `work`.
+
+    `flight` is every image of the flight in the order taken (default `names`; undecodable images
+    keep their place in it).
+    """
     pycolmap.set_random_seed(cfg.seed)
     # glog is chatty at INFO; keep it for debugging only.
     pycolmap.logging.minloglevel = 0 if logger.isEnabledFor(logging.DEBUG) else 2
@@ -333,8 +353,10 @@ def run_sfm(image_dir: Path, names: list[str], work: Path, cfg: ReconstructConfi
     logger.debug("%s: %s matching verified %d pairs", image_dir, matcher, n_pairs)
 
     t = time.perf_counter()
-    rec, n_models, check = map_scene(database, image_dir, work, cfg, known)
+    flight = list(flight or names) if cfg.flight_order_check else None
+    rec, n_models, check = map_scene(database, image_dir, work, cfg, known, flight)
+    order = check_flight_order(rec, flight) if flight else None
     timings["map"] = time.perf_counter() - t
     focal = None if known or not focal_priors else float(np.median(list(focal_priors.values())))
     mapper = check.kept if check else cfg.mapper
-    return SfMResult(rec, timings, matcher, mapper, n_pairs, n_models, known, focal, check)
+    return SfMResult(rec, timings, matcher, mapper, n_pairs, n_models, known, focal, check, order)
