@@ -180,6 +180,7 @@ RULES: dict[str, Rule] = {
     "reconstruct.mapper_min_agreement": share(),
     "reconstruct.mapper_check_tol": positive(),
     "reconstruct.mapper_reregister": flag(),
+    "reconstruct.flight_order_check": flag(),
     "reconstruct.camera_mode": choice("single", "per_image"),
     "reconstruct.camera_model": choice(*CAMERA_MODELS),
     "reconstruct.use_known_intrinsics": flag(),
