@@ -2,9 +2,8 @@
 
 For each building of a work dir's reconstruct stage this runs `reconstruction.flight.flight_order` on
 the stored model (the model as the stage kept it) and measures every camera's centre against the
-synthetic world's true one after a similarity (LO-RANSAC at 5% of the orbit radius), as a share of the
-orbit radius: the ground truth is for measuring only. A camera more than `--misplaced` (5%) off
-counts as misplaced; the check should name exactly those. Buildings the check would change (a camera
+synthetic world's true one exactly as quality.json does (`reconstruction.quality.camera_errors`):
+the ground truth is for measuring only. A camera more than `--misplaced` (5%) off counts as misplaced; the check should name exactly those. Buildings the check would change (a camera
 named, or a cross-check that kept the incremental model) can be reconstructed again with today's code
 (`--rerun`: SfM only, from the images alone, one thread) to compare registered images and camera
 errors before and after:
@@ -29,29 +28,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.config import load_config  # noqa: E402
-from reconstruction.align import camera_centres, estimate_similarity, orbit_radius  # noqa: E402
 from reconstruction.flight import flight_order  # noqa: E402
 from reconstruction.meta import drone_meta  # noqa: E402
-from reconstruction.quality import gt_rotation_centre  # noqa: E402
+from reconstruction.quality import camera_errors  # noqa: E402
 from reconstruction.sfm import list_images, prepare_images, run_sfm  # noqa: E402
 
 
-def camera_errors(rec: pycolmap.Reconstruction, gt: dict) -> dict[str, float]:
-    """Each registered camera's distance from its true centre after a similarity, / the orbit radius."""
-    c = camera_centres(rec)
-    names = sorted(n for n in c if n in gt["cameras"])
-    if len(names) < 3:
-        return {}
-    true = np.stack([gt_rotation_centre(gt["cameras"][n])[1] for n in names])
-    est = np.stack([c[n] for n in names])
-    radius = orbit_radius(true)
-    sim, _ = estimate_similarity(est, true, max_error=0.05 * radius)
-    m = np.asarray(sim.matrix())
-    return dict(zip(names, (np.linalg.norm(est @ m[:, :3].T + m[:, 3] - true, axis=1) / radius).tolist()))
-
-
 def summary_of(rec: pycolmap.Reconstruction, gt: dict, flight: list[str], misplaced: float) -> dict:
-    err = camera_errors(rec, gt)
+    aligned = camera_errors(rec, gt)
+    err = aligned[0] if aligned else {}
     order = flight_order(rec, flight)
     bad = sorted(n for n, e in err.items() if e > misplaced)
     return {"registered": int(rec.num_reg_images()), "images": len(flight),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pycolmap
 
-from reconstruction.align import rotation_to_z, camera_centres, estimate_up
+from reconstruction.align import camera_centres, estimate_up, rotation_to_z
 from reconstruction.framing import fit_circle
 
 MIN_CAMERAS = 6        # fewer registered cameras say too little about a flight's order

@@ -84,6 +84,22 @@ class SceneMesh:
         return hit["points"].numpy(), hit["primitive_ids"].numpy().astype(np.int64)
 
 
+def camera_errors(rec: pycolmap.Reconstruction, gt: dict) -> tuple[dict[str, float], dict] | None:
+    """Each registered camera's centre error after a similarity to the true centres, as a share of the
+    orbit radius; with the alignment's parts (similarity, radius, centres). None below 3 common cameras."""
+    cams = gt.get("cameras") or {}
+    est = camera_centres(rec)
+    names = sorted(n for n in est if n in cams)
+    if len(names) < 3:
+        return None
+    src = np.stack([est[n] for n in names])
+    tgt = np.stack([gt_rotation_centre(cams[n])[1] for n in names])
+    radius = float(gt.get("orbit_radius") or orbit_radius(tgt))
+    sim, _ = estimate_similarity(src, tgt, max_error=0.05 * radius)
+    err = np.linalg.norm(sim3_apply(sim, src) - tgt, axis=1) / radius
+    return dict(zip(names, err.tolist())), {"sim": sim, "radius": radius, "src": src, "tgt": tgt}
+
+
 def evaluate_against_ground_truth(rec: pycolmap.Reconstruction, gt: dict, clouds: dict[int, np.ndarray],
                                   dense: dict[int, np.ndarray] | None = None) -> dict:
     """Camera-centre error (relative to the orbit radius) and point-to-mesh distance (relative to the building).
@@ -94,15 +110,13 @@ def evaluate_against_ground_truth(rec: pycolmap.Reconstruction, gt: dict, clouds
     """
     cams = gt.get("cameras") or {}
     est = camera_centres(rec)
-    names = sorted(n for n in est if n in cams)
-    out: dict = {"gt_images": len(cams), "gt_common": len(names)}
-    if len(names) < 3:
+    out: dict = {"gt_images": len(cams), "gt_common": sum(n in cams for n in est)}
+    aligned = camera_errors(rec, gt)
+    if aligned is None:
         return out
-    src = np.stack([est[n] for n in names])
-    tgt = np.stack([gt_rotation_centre(cams[n])[1] for n in names])
-    radius = float(gt.get("orbit_radius") or orbit_radius(tgt))
-    sim, _ = estimate_similarity(src, tgt, max_error=0.05 * radius)
-    err = np.linalg.norm(sim3_apply(sim, src) - tgt, axis=1) / radius
+    per_camera, parts = aligned
+    err = np.array(list(per_camera.values()))
+    sim, radius, src, tgt = parts["sim"], parts["radius"], parts["src"], parts["tgt"]
     in_frame = np.linalg.norm(src - tgt, axis=1) / radius
     rot = relative_rotation_errors(rec, cams)
     out |= {
