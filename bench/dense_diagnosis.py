@@ -181,8 +181,7 @@ def measure(rec: pycolmap.Reconstruction, gt: dict, dense: dict[int, np.ndarray]
 def visibility(bid: str, world: Path, scene: SceneMesh, min_views: int = 2) -> dict:
     """Upper bound of completeness: the share of quality.py's surface samples of the building (same
     samples) that at least `min_views` drone cameras see unoccluded (ground-truth cameras and mesh)."""
-    import open3d as o3d
-
+    from bench.completeness_bound import seen_counts
     from reconstruction.quality import FACADE_MAX_NZ, surface_samples
 
     root = world / "data" / "tree"
@@ -193,20 +192,7 @@ def visibility(bid: str, world: Path, scene: SceneMesh, min_views: int = 2) -> d
     normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
     samples, face = surface_samples(mine, 20000, 0)
     facade = np.abs(normals[face, 2]) < FACADE_MAX_NZ
-    scene.distances(samples[:1])  # builds the ray-casting structure
-    seen = np.zeros(len(samples), int)
-    for name, cam in gt["cameras"].items():
-        P = np.asarray(cam["cam_from_world"], dtype=np.float64).reshape(3, 4)
-        K = meta.intrinsics[name]
-        Xc = samples @ P[:, :3].T + P[:, 3]
-        uv = Xc[:, :2] / np.maximum(Xc[:, 2:3], 1e-9) @ np.diag(K[[0, 1], [0, 1]]) + K[:2, 2]
-        inside = (Xc[:, 2] > 0) & (uv[:, 0] >= 0) & (uv[:, 0] <= 2 * K[0, 2]) & (uv[:, 1] >= 0) & (uv[:, 1] <= 2 * K[1, 2])
-        C = -P[:, :3].T @ P[:, 3]
-        d = samples - C
-        rays = np.concatenate([np.broadcast_to(C, d.shape), d], 1).astype(np.float32)
-        t = scene._scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()  # the sample itself is at t = 1
-        seen += inside & (t >= 1 - 0.002)
-    ok = seen >= min_views
+    ok = seen_counts(samples, normals[face], gt["cameras"], meta.intrinsics, scene) >= min_views
     return {"visible_share": round(float(ok.mean()), 4), "visible_share_facades": round(float(ok[facade].mean()), 4),
             "min_views": min_views}
 
