@@ -80,6 +80,8 @@ EXPERIMENTS: dict[str, dict] = {
     "refine2_p11_smooth5": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 2, "mvs_refine_planes": 11, "mvs_refine_smooth": 5}},
     "refine3_p11_smooth5": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 3, "mvs_refine_planes": 11, "mvs_refine_smooth": 5}},
     "refine3_p5_smooth5": {"poses": "sfm", "cfg": {"mvs_refine_rounds": 3, "mvs_refine_planes": 5, "mvs_refine_smooth": 5}},
+    # session 14: later rounds centre on the mean of the confident pixels only (a one-step propagation)
+    "refine_confident": {"poses": "sfm", "mvs": {"refine_confident": True}},
     # fusion on SfM poses
     "voxel0.002": {"poses": "sfm", "cfg": {"dense_voxel_size": 0.002}},
     "voxel0.008": {"poses": "sfm", "cfg": {"dense_voxel_size": 0.008}},

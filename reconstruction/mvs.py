@@ -34,6 +34,7 @@ class MVSOptions:
     refine_planes: int = 5          # hypotheses per refinement round at the fine level (0: no fine sweep)
     refine_rounds: int = 3          # refinement rounds, each over +-1 step of the previous one
     refine_smooth: int = 5          # later rounds centre on the previous estimate's k x k mean (1: on itself)
+    refine_confident: bool = False  # ... counting only its photometrically confident pixels (tried: README)
     n_sources: int = 3              # co-visible source images per reference image
     top_k: int = 2                  # the best k source scores are averaged (occlusion robust)
     window: int = 7                 # ZNCC window side (pixels, odd)
@@ -348,7 +349,14 @@ def estimate_depth(ref: View, views: list[View], opts: MVSOptions, device: torch
             centre = inv_f
             if r > 0 and opts.refine_smooth > 1:
                 k = opts.refine_smooth | 1   # odd: the mean keeps the map's size
-                centre = F.avg_pool2d(inv_f[None, None], k, stride=1, padding=k // 2, count_include_pad=False)[0, 0]
+                pool = lambda x: F.avg_pool2d(x[None, None], k, stride=1, padding=k // 2, count_include_pad=False)[0, 0]  # noqa: E731
+                if opts.refine_confident:
+                    # a pixel that failed the last round takes its search centre from the neighbours that
+                    # passed it (PatchMatch's propagation, in one step), not from their common noise
+                    w = (score >= opts.min_score).float() + 1e-3
+                    centre = pool(w * inv_f) / pool(w)
+                else:
+                    centre = pool(inv_f)
             inv = (centre[None] + offs[:, None, None]).clamp(min=lo * 0.5)
             inv_f, score = _winner(inv, sweep(ref, srcs, inv, (W, H), opts, device))
             step = step * 2.0 / (P - 1)
