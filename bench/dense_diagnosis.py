@@ -184,17 +184,13 @@ def visibility(bid: str, world: Path, scene: SceneMesh, min_views: int = 2) -> d
     """Upper bound of completeness: the share of quality.py's surface samples of the building (same
     samples) that at least `min_views` drone cameras see unoccluded (ground-truth cameras and mesh)."""
     from bench.completeness_bound import seen_counts
-    from reconstruction.quality import FACADE_MAX_NZ, surface_samples
+    from reconstruction.quality import building_samples
 
     root = world / "data" / "tree"
     meta = drone_meta(root, bid, root / "train" / "drone" / bid)
     gt = meta.ground_truth
-    mine = scene.tris[scene.obj == int(gt["building_index"])]
-    normals = np.cross(mine[:, 1] - mine[:, 0], mine[:, 2] - mine[:, 0])
-    normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
-    samples, face = surface_samples(mine, 20000, 0)
-    facade = np.abs(normals[face, 2]) < FACADE_MAX_NZ
-    ok = seen_counts(samples, normals[face], gt["cameras"], meta.intrinsics, scene) >= min_views
+    samples, normals, facade = building_samples(scene, int(gt["building_index"]))
+    ok = seen_counts(samples, normals, gt["cameras"], meta.intrinsics, scene) >= min_views
     return {"visible_share": round(float(ok.mean()), 4), "visible_share_facades": round(float(ok[facade].mean()), 4),
             "min_views": min_views}
 

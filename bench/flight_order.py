@@ -3,8 +3,9 @@
 For each building of a work dir's reconstruct stage this runs `reconstruction.flight.flight_order` on
 the stored model (the model as the stage kept it) and measures every camera's centre against the
 synthetic world's true one exactly as quality.json does (`reconstruction.quality.camera_errors`):
-the ground truth is for measuring only. A camera more than `--misplaced` (5%) off counts as misplaced; the check should name exactly those. Buildings the check would change (a camera
-named, or a cross-check that kept the incremental model) can be reconstructed again with today's code
+the ground truth is for measuring only. A camera more than `--misplaced` (5%) off counts as
+misplaced; the check should name exactly those. Buildings the check would change (a camera named,
+or a cross-check that kept the incremental model) can be reconstructed again with today's code
 (`--rerun`: SfM only, from the images alone, one thread) to compare registered images and camera
 errors before and after:
 

@@ -192,6 +192,19 @@ def surface_samples(tris: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray
     return t[:, 0] + r1[:, None] * (t[:, 1] - t[:, 0]) + r2[:, None] * (t[:, 2] - t[:, 0]), face
 
 
+def building_samples(scene: SceneMesh, building_index: int, n: int = 20000,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`n` points spread over the building's faces (the samples completeness is measured on), the unit
+    normal of each one's face, and which of them lie on facades (near-vertical faces)."""
+    mine = scene.tris[scene.obj == building_index]
+    if not len(mine):
+        raise ValueError(f"{scene.path}: no faces of building index {building_index}")
+    normals = np.cross(mine[:, 1] - mine[:, 0], mine[:, 2] - mine[:, 0])
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
+    samples, face = surface_samples(mine, n, seed)
+    return samples, normals[face], np.abs(normals[face, 2]) < FACADE_MAX_NZ
+
+
 def cloud_quality(xyz: np.ndarray, mesh: Path | SceneMesh, building_index: int, building_size: float,
                   taus: tuple[float, ...] = TAUS, n_samples: int = 20000, seed: int = 0) -> dict:
     """Accuracy and completeness of a cloud (metres, ground-truth frame) at each tau (x building size).
@@ -203,13 +216,7 @@ def cloud_quality(xyz: np.ndarray, mesh: Path | SceneMesh, building_index: int, 
     from scipy.spatial import cKDTree
 
     scene = mesh if isinstance(mesh, SceneMesh) else SceneMesh(mesh)
-    mine = scene.tris[scene.obj == building_index]
-    if not len(mine):
-        raise ValueError(f"{scene.path}: no faces of building index {building_index}")
-    normals = np.cross(mine[:, 1] - mine[:, 0], mine[:, 2] - mine[:, 0])
-    normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
-    samples, face = surface_samples(mine, n_samples, seed)
-    facade = np.abs(normals[face, 2]) < FACADE_MAX_NZ
+    samples, _, facade = building_samples(scene, building_index, n_samples, seed)
     xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
     out: dict = {"points": int(len(xyz)), "building_size": float(building_size), "surface_samples": int(n_samples),
                  "facade_share_of_surface": round(float(facade.mean()), 4),
